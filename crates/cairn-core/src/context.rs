@@ -1,0 +1,231 @@
+//! `CairnContext`: a DataFusion `SessionContext` that knows where
+//! checkpoints go and how to plan them.
+
+use std::ops::Deref;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::config::SessionConfig;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::SessionContext;
+
+use crate::error::{Error, Result};
+use crate::node::Materialized;
+use crate::optimizer::optimizer_rules;
+use crate::planner::CairnQueryPlanner;
+use crate::scan::CheckpointTable;
+use crate::store::CheckpointStore;
+use crate::write::WriteOptions;
+
+/// Cairn's settings for one session, kept in DataFusion's session config
+/// so that every DataFrame of the session can find them.
+#[derive(Debug)]
+pub struct CairnConfig {
+    store: RwLock<Arc<CheckpointStore>>,
+    write: RwLock<WriteOptions>,
+}
+
+impl CairnConfig {
+    fn new(store: Arc<CheckpointStore>) -> Self {
+        Self {
+            store: RwLock::new(store),
+            write: RwLock::new(WriteOptions::default()),
+        }
+    }
+
+    /// Where reliable checkpoints go now.
+    pub fn store(&self) -> Arc<CheckpointStore> {
+        Arc::clone(&self.store.read().expect("cairn config poisoned"))
+    }
+
+    pub fn write_options(&self) -> WriteOptions {
+        *self.write.read().expect("cairn config poisoned")
+    }
+
+    pub fn set_store(&self, store: Arc<CheckpointStore>) {
+        *self.store.write().expect("cairn config poisoned") = store;
+    }
+
+    pub fn set_write_options(&self, options: WriteOptions) {
+        *self.write.write().expect("cairn config poisoned") = options;
+    }
+}
+
+/// The persistent dir used when none is given: `$CAIRN_CHECKPOINT_DIR`, else
+/// `$XDG_DATA_HOME/cairn/checkpoints`, else `~/.local/share/cairn/checkpoints`.
+pub fn default_checkpoint_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CAIRN_CHECKPOINT_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    data.join("cairn").join("checkpoints")
+}
+
+/// Builds a [`CairnContext`].
+#[derive(Debug, Default)]
+pub struct CairnContextBuilder {
+    checkpoint_dir: Option<String>,
+    memory_limit: Option<usize>,
+    target_partitions: Option<usize>,
+    config: Option<SessionConfig>,
+}
+
+impl CairnContextBuilder {
+    /// Where reliable checkpoints go: `file:///path`, a plain path or
+    /// `memory://name`. Default: [`default_checkpoint_dir`].
+    pub fn checkpoint_dir(mut self, dir: impl Into<String>) -> Self {
+        self.checkpoint_dir = Some(dir.into());
+        self
+    }
+
+    /// Memory the session may use, in bytes; past it operators and local
+    /// checkpoints spill to disk.
+    pub fn memory_limit(mut self, bytes: usize) -> Self {
+        self.memory_limit = Some(bytes);
+        self
+    }
+
+    /// How many partitions plans run with (default: the number of cores).
+    pub fn target_partitions(mut self, n: usize) -> Self {
+        self.target_partitions = Some(n);
+        self
+    }
+
+    /// DataFusion settings to start from.
+    pub fn session_config(mut self, config: SessionConfig) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    pub fn build(self) -> Result<CairnContext> {
+        let dir = match self.checkpoint_dir {
+            Some(d) => d,
+            None => default_checkpoint_dir().display().to_string(),
+        };
+        let store = CheckpointStore::open(&dir)?;
+        tracing::info!(dir = store.url(), "checkpoint dir");
+        let cairn = Arc::new(CairnConfig::new(store));
+        let mut config = self
+            .config
+            .unwrap_or_default()
+            .with_information_schema(true)
+            .with_extension(Arc::clone(&cairn));
+        if let Some(n) = self.target_partitions {
+            if n == 0 {
+                return Err(Error::Unsupported(
+                    "target_partitions must be at least 1".into(),
+                ));
+            }
+            config = config.with_target_partitions(n);
+        }
+        let mut runtime = RuntimeEnvBuilder::new();
+        if let Some(bytes) = self.memory_limit {
+            runtime = runtime.with_memory_limit(bytes, 1.0);
+        }
+        let state = SessionStateBuilder::new()
+            .with_default_features()
+            .with_config(config)
+            .with_runtime_env(runtime.build_arc()?)
+            .with_query_planner(Arc::new(CairnQueryPlanner::default()))
+            .with_optimizer_rules(optimizer_rules())
+            .build();
+        Ok(CairnContext {
+            ctx: SessionContext::new_with_state(state),
+            cairn,
+        })
+    }
+}
+
+/// A session of Cairn's engine: DataFusion's `SessionContext` (reachable
+/// through `Deref`) plus a checkpoint dir and the checkpoint planner.
+///
+/// ```no_run
+/// # async fn demo() -> cairn_core::Result<()> {
+/// use cairn_core::{CairnContext, CheckpointExt};
+/// let ctx = CairnContext::builder().checkpoint_dir("memory://demo").build()?;
+/// let df = ctx.sql("SELECT 1 AS x").await?.checkpoint().await?;
+/// df.show().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct CairnContext {
+    ctx: SessionContext,
+    cairn: Arc<CairnConfig>,
+}
+
+impl std::fmt::Debug for CairnContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CairnContext")
+            .field("session_id", &self.ctx.session_id())
+            .field("checkpoint_dir", &self.checkpoint_dir())
+            .finish()
+    }
+}
+
+impl CairnContext {
+    /// A context with every default: the persistent default checkpoint dir.
+    pub fn new() -> Result<Self> {
+        Self::builder().build()
+    }
+
+    pub fn builder() -> CairnContextBuilder {
+        CairnContextBuilder::default()
+    }
+
+    /// Plans DataFusion SQL into a DataFrame (DDL and DML run at once, as
+    /// in DataFusion).
+    pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
+        Ok(self.ctx.sql(sql).await?)
+    }
+
+    /// The DataFusion session underneath.
+    pub fn session(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Cairn's settings of this session.
+    pub fn config(&self) -> &Arc<CairnConfig> {
+        &self.cairn
+    }
+
+    /// The checkpoint dir, as a URL.
+    pub fn checkpoint_dir(&self) -> String {
+        self.cairn.store().url().to_string()
+    }
+
+    /// Points later checkpoints at `dir`. A dir that cannot be used is an
+    /// error and leaves the current one in place.
+    pub fn set_checkpoint_dir(&self, dir: &str) -> Result<()> {
+        let store = CheckpointStore::open(dir)?;
+        self.cairn.set_store(store);
+        Ok(())
+    }
+}
+
+impl CairnContext {
+    /// The committed checkpoint `id` in the current checkpoint dir, as a
+    /// DataFrame; `None` if no checkpoint with that id is committed there.
+    pub async fn open_checkpoint(&self, id: &str) -> Result<Option<DataFrame>> {
+        let store = self.cairn.store();
+        let Some(manifest) = store.read_manifest(id).await? else {
+            return Ok(None);
+        };
+        let table = Materialized::Reliable(Arc::new(CheckpointTable::new(store, manifest)));
+        let plan = crate::dataframe::scan_plan(&table, None)?;
+        Ok(Some(DataFrame::new(self.ctx.state(), plan)))
+    }
+}
+
+impl Deref for CairnContext {
+    type Target = SessionContext;
+
+    fn deref(&self) -> &SessionContext {
+        &self.ctx
+    }
+}

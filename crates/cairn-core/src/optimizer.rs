@@ -1,0 +1,135 @@
+//! Correct answers for stacked projections under DataFusion 55.
+//!
+//! DataFusion 55's `optimize_projections` merges a projection into the one
+//! below it with a "fast path": when both have the same expression list it
+//! keeps only one of them. That is wrong whenever the expressions compute
+//! something: ten stacked `x + 1 AS x` answer `x + 1`. The upstream fix
+//! (apache/datafusion PR 24686, "preserve nested projection expressions")
+//! is in no 55.x release. Until one carries it, this rule composes such
+//! pairs itself (substituting the lower expressions into the upper ones),
+//! so the faulty path never sees two equal lists. Remove it once the
+//! DataFusion dependency has the fix; the regression tests stay.
+
+use std::sync::Arc;
+
+use datafusion::common::Result;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::{Expr, LogicalPlan, Projection};
+use datafusion::optimizer::optimizer::ApplyOrder;
+use datafusion::optimizer::{Optimizer, OptimizerConfig, OptimizerRule};
+
+/// Composes a projection with the projection below it when the two share a
+/// computed expression, the only shape `optimize_projections` mishandles.
+#[derive(Debug, Default)]
+pub struct ComposeStackedProjections;
+
+impl OptimizerRule for ComposeStackedProjections {
+    fn name(&self) -> &str {
+        "cairn_compose_stacked_projections"
+    }
+
+    fn apply_order(&self) -> Option<ApplyOrder> {
+        Some(ApplyOrder::BottomUp)
+    }
+
+    fn supports_rewrite(&self) -> bool {
+        true
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        let LogicalPlan::Projection(mut outer) = plan else {
+            return Ok(Transformed::no(plan));
+        };
+        let mut changed = false;
+        // Composing can bring the next projection down into reach: repeat.
+        while let LogicalPlan::Projection(inner) = outer.input.as_ref() {
+            if !shares_computed_expr(&outer, inner) {
+                break;
+            }
+            match compose(&outer, inner)? {
+                Some(p) => {
+                    outer = p;
+                    changed = true;
+                }
+                None => break,
+            }
+        }
+        let plan = LogicalPlan::Projection(outer);
+        Ok(if changed {
+            Transformed::yes(plan)
+        } else {
+            Transformed::no(plan)
+        })
+    }
+}
+
+/// DataFusion's default rules with ours placed first and again right before
+/// `optimize_projections`, since rules in between may stack projections anew.
+pub fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
+    let ours: Arc<dyn OptimizerRule + Send + Sync> = Arc::new(ComposeStackedProjections);
+    let mut rules = vec![Arc::clone(&ours)];
+    for rule in Optimizer::new().rules {
+        if rule.name() == "optimize_projections" {
+            rules.push(Arc::clone(&ours));
+        }
+        rules.push(rule);
+    }
+    rules
+}
+
+/// A plain column passes its input through unchanged, so two equal lists of
+/// plain columns are safe to collapse; anything else is not.
+fn is_pass_through(e: &Expr) -> bool {
+    matches!(e, Expr::Column(_))
+}
+
+fn shares_computed_expr(outer: &Projection, inner: &Projection) -> bool {
+    outer
+        .expr
+        .iter()
+        .any(|e| !is_pass_through(e) && inner.expr.contains(e))
+}
+
+/// `outer` rewritten to read `inner`'s input directly, with the same output
+/// schema; `None` where that cannot be done without changing the meaning.
+fn compose(outer: &Projection, inner: &Projection) -> Result<Option<Projection>> {
+    let mut volatile_inlined = false;
+    let mut exprs = Vec::with_capacity(outer.expr.len());
+    for e in &outer.expr {
+        let saved = NamePreserver::new_for_projection().save(e);
+        let body = match e {
+            Expr::Alias(a) => a.expr.as_ref().clone(),
+            other => other.clone(),
+        };
+        let composed = body
+            .transform_up(|sub| {
+                let Expr::Column(c) = &sub else {
+                    return Ok(Transformed::no(sub));
+                };
+                let below = &inner.expr[inner.schema.index_of_column(c)?];
+                volatile_inlined |= below.is_volatile();
+                Ok(Transformed::yes(below.clone().unalias()))
+            })?
+            .data;
+        exprs.push(saved.restore(composed));
+    }
+    if volatile_inlined {
+        // Inlining `random()` into several places would draw it several times.
+        return Ok(None);
+    }
+    let composed = Projection::try_new(exprs, Arc::clone(&inner.input))?;
+    let same_schema = composed.schema.fields().len() == outer.schema.fields().len()
+        && composed
+            .schema
+            .iter()
+            .zip(outer.schema.iter())
+            .all(|((q1, f1), (q2, f2))| {
+                q1 == q2 && f1.name() == f2.name() && f1.data_type() == f2.data_type()
+            });
+    Ok(same_schema.then_some(composed))
+}

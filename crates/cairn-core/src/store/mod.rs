@@ -1,0 +1,470 @@
+//! The checkpoint store: checkpoint directories on any `object_store`, their
+//! commit protocol and their integrity checks. It knows nothing of SQL.
+//!
+//! ```text
+//! <checkpoint dir>/
+//!   <id>/<attempt>-part-00000.parquet ...  data; names unique per write attempt
+//!   <id>/_manifest.json                    written last, create-only: the commit
+//! ```
+
+pub mod integrity;
+pub mod manifest;
+
+use std::collections::HashMap;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use bytes::Bytes;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::parquet::arrow::async_writer::AsyncFileWriter;
+use datafusion::parquet::errors::ParquetError;
+use futures::future::BoxFuture;
+use futures::{StreamExt, TryStreamExt};
+use object_store::buffered::BufWriter;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use tokio::io::AsyncWriteExt;
+use url::Url;
+
+use self::integrity::{BlockChecksums, Checksummer, DEFAULT_BLOCK_SIZE, VerifiedFile};
+use self::manifest::{MANIFEST_FILE, Manifest};
+use crate::error::{Error, Result};
+
+/// Where checkpoints live, and how to write and read them there.
+#[derive(Debug)]
+pub struct CheckpointStore {
+    /// The dir as users name it: `file:///...` or `memory://...`.
+    url: String,
+    /// The store, rooted at the checkpoint dir: paths are `<id>/<file>`.
+    store: Arc<dyn ObjectStore>,
+    /// Set for local disks, whose writes need an explicit fsync.
+    local_root: Option<PathBuf>,
+    /// Under which URL scans of this store find it in the runtime env.
+    object_store_url: ObjectStoreUrl,
+}
+
+/// How a commit ended.
+#[derive(Debug)]
+pub enum Commit {
+    /// Our manifest is the checkpoint.
+    Won,
+    /// Another writer committed the same id first; its manifest stands.
+    Lost,
+}
+
+/// Process-wide in-memory stores, so that `memory://x` names one store for
+/// as long as the process lives.
+static MEMORY_STORES: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> =
+    LazyLock::new(Default::default);
+
+impl CheckpointStore {
+    /// Opens (creating it where needed) the checkpoint dir `dir`: a URL
+    /// (`file:///abs/path`, `memory://`, `memory://name`) or a plain path.
+    pub fn open(dir: &str) -> Result<Arc<Self>> {
+        let invalid = |reason: String| Error::InvalidCheckpointDir {
+            dir: dir.to_string(),
+            reason,
+        };
+        let dir = dir.trim();
+        if dir.is_empty() {
+            return Err(invalid("it is empty; give a path or a URL".into()));
+        }
+        if let Some((scheme, _)) = dir.split_once("://") {
+            let url = Url::parse(dir).map_err(|e| invalid(format!("not a valid URL: {e}")))?;
+            return match scheme {
+                "file" => {
+                    let path = url
+                        .to_file_path()
+                        .map_err(|()| invalid("not an absolute local path".into()))?;
+                    Self::open_local(&path)
+                }
+                "memory" => Ok(Self::open_memory(&url)),
+                "s3" | "gs" | "az" | "abfss" | "http" | "https" => Err(invalid(format!(
+                    "{scheme}:// checkpoint dirs are not supported yet; use a local path or memory://"
+                ))),
+                other => Err(invalid(format!(
+                    "unknown scheme '{other}://'; use a local path, file:// or memory://"
+                ))),
+            };
+        }
+        let path = expand_home(dir);
+        let path = if path.is_absolute() {
+            path
+        } else {
+            std::env::current_dir()
+                .map_err(|e| invalid(format!("cannot resolve a relative path: {e}")))?
+                .join(path)
+        };
+        Self::open_local(&path)
+    }
+
+    fn open_local(path: &FsPath) -> Result<Arc<Self>> {
+        let shown = path.display().to_string();
+        let not_writable = |e: std::io::Error| Error::CheckpointDirNotWritable {
+            dir: shown.clone(),
+            source: Box::new(e),
+        };
+        std::fs::create_dir_all(path).map_err(not_writable)?;
+        let root = path.canonicalize().map_err(not_writable)?;
+        if !root.is_dir() {
+            return Err(Error::InvalidCheckpointDir {
+                dir: shown,
+                reason: "it is not a directory".into(),
+            });
+        }
+        // Fail now, not after a long computation, if nothing can be written here.
+        let probe = root.join(format!(".cairn-probe-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&probe, b"").map_err(not_writable)?;
+        let _ = std::fs::remove_file(&probe);
+        let store = LocalFileSystem::new_with_prefix(&root).map_err(|e| {
+            Error::CheckpointDirNotWritable {
+                dir: shown.clone(),
+                source: Box::new(e),
+            }
+        })?;
+        let url = Url::from_directory_path(&root)
+            .map(String::from)
+            .unwrap_or_else(|()| shown);
+        Ok(Self::new(url, Arc::new(store), Some(root)))
+    }
+
+    fn open_memory(url: &Url) -> Arc<Self> {
+        let name = url.host_str().unwrap_or_default().to_string();
+        let store = MEMORY_STORES
+            .lock()
+            .expect("memory store registry poisoned")
+            .entry(name.clone())
+            .or_insert_with(|| Arc::new(InMemory::new()))
+            .clone();
+        Self::new(format!("memory://{name}"), store, None)
+    }
+
+    fn new(url: String, store: Arc<dyn ObjectStore>, local_root: Option<PathBuf>) -> Arc<Self> {
+        let host = &blake3::hash(url.as_bytes()).to_hex()[..16];
+        let object_store_url = ObjectStoreUrl::parse(format!("cairn-checkpoint://{host}"))
+            .expect("a hex host always parses");
+        Arc::new(Self {
+            url,
+            store,
+            local_root,
+            object_store_url,
+        })
+    }
+
+    /// The checkpoint dir as a URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The local directory, for checkpoint dirs on a local disk.
+    pub fn local_root(&self) -> Option<&FsPath> {
+        self.local_root.as_deref()
+    }
+
+    pub(crate) fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    pub(crate) fn object_store_url(&self) -> &ObjectStoreUrl {
+        &self.object_store_url
+    }
+
+    pub(crate) fn file_path(id: &str, name: &str) -> Path {
+        Path::from(format!("{id}/{name}"))
+    }
+
+    /// Where a file of checkpoint `id` is, as users can find it.
+    pub fn location(&self, id: &str, name: &str) -> String {
+        format!("{}/{id}/{name}", self.url.trim_end_matches('/'))
+    }
+
+    /// Reads the manifest of `id`: `None` when it is not committed. The
+    /// files it lists are checked to exist with their recorded sizes.
+    #[tracing::instrument(level = "debug", skip(self))]
+    pub async fn read_manifest(&self, id: &str) -> Result<Option<Manifest>> {
+        let path = Self::file_path(id, MANIFEST_FILE);
+        let bytes = match self.store.get(&path).await {
+            Ok(r) => r.bytes().await?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let manifest = Manifest::parse(id, &self.location(id, MANIFEST_FILE), &bytes)?;
+        // Collected first: a lazy iterator of futures is not `Send` for every lifetime.
+        let checks: Vec<_> = manifest
+            .files
+            .iter()
+            .map(|f| {
+                let (store, path) = (Arc::clone(&self.store), Self::file_path(id, &f.path));
+                let (expected, file) = (f.size, self.location(id, &f.path));
+                let id = id.to_string();
+                async move {
+                    let corrupt = |problem: String| Error::Corrupt { id, file, problem };
+                    match store.head(&path).await {
+                        Ok(meta) if meta.size == expected => Ok(()),
+                        Ok(meta) => Err(corrupt(format!(
+                            "size is {} bytes, manifest says {expected}",
+                            meta.size
+                        ))),
+                        Err(object_store::Error::NotFound { .. }) => {
+                            Err(corrupt("the file is missing".into()))
+                        }
+                        Err(e) => Err(e.into()),
+                    }
+                }
+            })
+            .collect();
+        futures::stream::iter(checks)
+            .buffer_unordered(8)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(Some(manifest))
+    }
+
+    /// The files of a committed checkpoint with what a verifying reader needs.
+    pub(crate) fn verified_files(&self, manifest: &Manifest) -> HashMap<Path, VerifiedFile> {
+        manifest
+            .files
+            .iter()
+            .map(|f| {
+                let file = VerifiedFile {
+                    checkpoint_id: manifest.id.clone(),
+                    size: f.size,
+                    checksums: f.checksums.clone(),
+                };
+                (Self::file_path(&manifest.id, &f.path), file)
+            })
+            .collect()
+    }
+
+    /// A writer for one data file of checkpoint `id`, checksumming as it goes.
+    pub(crate) fn create_file(&self, id: &str, name: &str) -> ChecksummingWriter {
+        let path = Self::file_path(id, name);
+        ChecksummingWriter {
+            inner: BufWriter::with_capacity(Arc::clone(&self.store), path, 16 * 1024 * 1024),
+            sums: Checksummer::new(DEFAULT_BLOCK_SIZE),
+        }
+    }
+
+    /// Makes written data files survive a power cut (a no-op where a
+    /// completed put is already durable).
+    pub(crate) async fn make_durable(&self, id: &str, names: Vec<String>) -> Result<()> {
+        let Some(root) = self.local_root.clone() else {
+            return Ok(());
+        };
+        let id = id.to_string();
+        tokio::task::spawn_blocking(move || {
+            let dir = root.join(&id);
+            for name in &names {
+                fsync(&dir.join(name))?;
+            }
+            fsync(&dir)?;
+            fsync(&root)
+        })
+        .await
+        .map_err(|e| Error::io("fsync task failed", std::io::Error::other(e)))?
+    }
+
+    /// Commits `manifest` with a create-only write: of several writers of the
+    /// same id exactly one wins.
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %manifest.id))]
+    pub(crate) async fn commit(&self, manifest: &Manifest, attempt: &str) -> Result<Commit> {
+        let json = manifest.to_json();
+        if let Some(root) = self.local_root.clone() {
+            let dir = root.join(&manifest.id);
+            let tmp = dir.join(format!("{attempt}.manifest.tmp"));
+            return tokio::task::spawn_blocking(move || commit_local(&dir, &tmp, &json))
+                .await
+                .map_err(|e| Error::io("commit task failed", std::io::Error::other(e)))?;
+        }
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        let path = Self::file_path(&manifest.id, MANIFEST_FILE);
+        match self
+            .store
+            .put_opts(&path, PutPayload::from(json), opts)
+            .await
+        {
+            Ok(_) => Ok(Commit::Won),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(Commit::Lost),
+            Err(object_store::Error::NotImplemented { .. }) => Err(Error::NoAtomicCommit {
+                dir: self.url.clone(),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes every file of a write attempt that did not commit, partial
+    /// uploads included. Best effort: what stays is an orphan without a
+    /// manifest, never read, and removed by `VACUUM CHECKPOINTS`.
+    pub(crate) async fn remove_attempt(&self, id: &str, attempt: &str) {
+        let prefix = Path::from(id);
+        let listed: Vec<_> = match &self.local_root {
+            // Listing a local store hides staging files of partial uploads.
+            Some(root) => std::fs::read_dir(root.join(id))
+                .map(|entries| {
+                    entries
+                        .filter_map(|e| e.ok())
+                        .map(|e| e.file_name().to_string_lossy().to_string())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            None => {
+                self.store
+                    .list(Some(&prefix))
+                    .filter_map(|m| async move { m.ok() })
+                    .filter_map(|m| async move { m.location.filename().map(str::to_string) })
+                    .collect()
+                    .await
+            }
+        };
+        for name in listed.into_iter().filter(|n| n.starts_with(attempt)) {
+            let result = match &self.local_root {
+                Some(root) => {
+                    std::fs::remove_file(root.join(id).join(&name)).map_err(|e| e.to_string())
+                }
+                None => self
+                    .store
+                    .delete(&Self::file_path(id, &name))
+                    .await
+                    .map_err(|e| e.to_string()),
+            };
+            if let Err(error) = result {
+                tracing::warn!(id, name, error, "could not remove an uncommitted file");
+            }
+        }
+    }
+}
+
+fn expand_home(dir: &str) -> PathBuf {
+    match (dir.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(dir),
+    }
+}
+
+fn fsync(path: &FsPath) -> Result<()> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(format!("cannot fsync '{}'", path.display()), e))
+}
+
+/// Writes the manifest to a private file, makes it durable, then links it to
+/// its final name: the link fails if the name exists, so the commit is
+/// create-only and a reader never sees a partial manifest.
+fn commit_local(dir: &FsPath, tmp: &FsPath, json: &[u8]) -> Result<Commit> {
+    let target = dir.join(MANIFEST_FILE);
+    std::fs::write(tmp, json)
+        .map_err(|e| Error::io(format!("cannot write '{}'", tmp.display()), e))?;
+    fsync(tmp)?;
+    let linked = std::fs::hard_link(tmp, &target);
+    let _ = std::fs::remove_file(tmp);
+    match linked {
+        Ok(()) => {
+            fsync(dir)?;
+            Ok(Commit::Won)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(Commit::Lost),
+        Err(e) => Err(Error::io(
+            format!("cannot commit '{}'", target.display()),
+            e,
+        )),
+    }
+}
+
+/// Parquet's sink for a data file: forwards bytes to the store and keeps the
+/// block checksums of everything written.
+pub(crate) struct ChecksummingWriter {
+    inner: BufWriter,
+    sums: Checksummer,
+}
+
+impl ChecksummingWriter {
+    pub(crate) fn len(&self) -> u64 {
+        self.sums.len()
+    }
+
+    pub(crate) fn checksums(self) -> BlockChecksums {
+        self.sums.finish()
+    }
+
+    pub(crate) async fn abort(&mut self) {
+        let _ = self.inner.abort().await;
+    }
+}
+
+impl AsyncFileWriter for ChecksummingWriter {
+    fn write(&mut self, bs: Bytes) -> BoxFuture<'_, Result<(), ParquetError>> {
+        self.sums.update(&bs);
+        Box::pin(async move {
+            self.inner
+                .put(bs)
+                .await
+                .map_err(|e| ParquetError::External(Box::new(e)))
+        })
+    }
+
+    fn complete(&mut self) -> BoxFuture<'_, Result<(), ParquetError>> {
+        Box::pin(async move {
+            self.inner
+                .shutdown()
+                .await
+                .map_err(|e| ParquetError::External(Box::new(e)))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_paths_urls_and_memory_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = CheckpointStore::open(dir.path().to_str().unwrap()).unwrap();
+        assert!(plain.url().starts_with("file:///"));
+        let url = Url::from_directory_path(dir.path()).unwrap();
+        let by_url = CheckpointStore::open(url.as_str()).unwrap();
+        assert_eq!(plain.url(), by_url.url());
+        assert_eq!(plain.object_store_url(), by_url.object_store_url());
+        let mem = CheckpointStore::open("memory://unit").unwrap();
+        assert_eq!(mem.url(), "memory://unit");
+        assert!(mem.local_root().is_none());
+    }
+
+    #[test]
+    fn bad_dirs_are_named_in_the_error() {
+        let e = CheckpointStore::open("ftp://host/x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("'ftp://host/x'") && e.contains("unknown scheme"),
+            "{e}"
+        );
+        let e = CheckpointStore::open("   ").unwrap_err().to_string();
+        assert!(e.contains("it is empty"), "{e}");
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let e = CheckpointStore::open(file.path().to_str().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&file.path().display().to_string()), "{e}");
+    }
+
+    #[test]
+    fn local_commit_is_create_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = commit_local(dir.path(), &dir.path().join("a.tmp"), b"{}").unwrap();
+        let second = commit_local(dir.path(), &dir.path().join("b.tmp"), b"{\"x\":1}").unwrap();
+        assert!(matches!(first, Commit::Won));
+        assert!(matches!(second, Commit::Lost));
+        assert_eq!(
+            std::fs::read(dir.path().join(MANIFEST_FILE)).unwrap(),
+            b"{}"
+        );
+        // The losers' private files are gone.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,22 @@
+//! Cairn's integration tests, in one binary (see `[[test]]` in Cargo.toml).
+//!
+//! - `common`: contexts, counting functions and result comparison
+//! - `roundtrip`: a checkpoint returns exactly the rows of its input
+//! - `plans`: EXPLAIN shows the cut, exact statistics, the recorded order
+//! - `reuse`: computed once; lazily once; reused zero times; volatile never
+//! - `atomicity`: SIGKILL at random moments never leaves a partial checkpoint
+//! - `dirs`: bad checkpoint dirs and inputs give clear errors and lose nothing
+//! - `projections`: DataFusion 55's stacked-projection bug stays fixed
+//! - `local`: local checkpoints, in memory and spilling under a memory limit
+//! - `integrity`: flipped bytes and truncated files are caught on read
+
+mod common;
+
+mod atomicity;
+mod dirs;
+mod integrity;
+mod local;
+mod plans;
+mod projections;
+mod reuse;
+mod roundtrip;
