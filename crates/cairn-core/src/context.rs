@@ -11,12 +11,14 @@ use datafusion::execution::config::SessionConfig;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionContext;
 
+use crate::catalog::CheckpointSchema;
 use crate::error::{Error, Result};
 use crate::node::Materialized;
 use crate::optimizer::optimizer_rules;
 use crate::planner::CairnQueryPlanner;
 use crate::scan::CheckpointTable;
 use crate::store::CheckpointStore;
+use crate::store::lifecycle::Lifetimes;
 use crate::write::WriteOptions;
 
 /// Cairn's settings for one session, kept in DataFusion's session config
@@ -25,6 +27,7 @@ use crate::write::WriteOptions;
 pub struct CairnConfig {
     store: RwLock<Arc<CheckpointStore>>,
     write: RwLock<WriteOptions>,
+    lifetimes: RwLock<Lifetimes>,
 }
 
 impl CairnConfig {
@@ -32,7 +35,17 @@ impl CairnConfig {
         Self {
             store: RwLock::new(store),
             write: RwLock::new(WriteOptions::default()),
+            lifetimes: RwLock::new(Lifetimes::default()),
         }
+    }
+
+    /// How long unnamed checkpoints and abandoned directories are kept.
+    pub fn lifetimes(&self) -> Lifetimes {
+        *self.lifetimes.read().expect("cairn config poisoned")
+    }
+
+    pub fn set_lifetimes(&self, lifetimes: Lifetimes) {
+        *self.lifetimes.write().expect("cairn config poisoned") = lifetimes;
     }
 
     /// Where reliable checkpoints go now.
@@ -135,10 +148,9 @@ impl CairnContextBuilder {
             .with_query_planner(Arc::new(CairnQueryPlanner::default()))
             .with_optimizer_rules(optimizer_rules())
             .build();
-        Ok(CairnContext {
-            ctx: SessionContext::new_with_state(state),
-            cairn,
-        })
+        let ctx = SessionContext::new_with_state(state);
+        let schema = install_checkpoint_schema(&ctx, &cairn)?;
+        Ok(CairnContext { ctx, cairn, schema })
     }
 }
 
@@ -157,6 +169,31 @@ impl CairnContextBuilder {
 pub struct CairnContext {
     ctx: SessionContext,
     cairn: Arc<CairnConfig>,
+    schema: Arc<CheckpointSchema>,
+}
+
+/// Puts the checkpoint-aware schema in place of the default one.
+fn install_checkpoint_schema(
+    ctx: &SessionContext,
+    cairn: &Arc<CairnConfig>,
+) -> Result<Arc<CheckpointSchema>> {
+    let (catalog_name, schema_name) = {
+        let state = ctx.state();
+        let options = &state.config_options().catalog;
+        (
+            options.default_catalog.clone(),
+            options.default_schema.clone(),
+        )
+    };
+    let catalog = ctx.catalog(&catalog_name).ok_or_else(|| {
+        Error::Unsupported(format!("the default catalog '{catalog_name}' is missing"))
+    })?;
+    let inner = catalog.schema(&schema_name).ok_or_else(|| {
+        Error::Unsupported(format!("the default schema '{schema_name}' is missing"))
+    })?;
+    let schema = Arc::new(CheckpointSchema::new(inner, Arc::clone(cairn)));
+    catalog.register_schema(&schema_name, Arc::clone(&schema) as _)?;
+    Ok(schema)
 }
 
 impl std::fmt::Debug for CairnContext {
@@ -192,6 +229,10 @@ impl CairnContext {
     /// Cairn's settings of this session.
     pub fn config(&self) -> &Arc<CairnConfig> {
         &self.cairn
+    }
+
+    pub(crate) fn checkpoint_schema(&self) -> &Arc<CheckpointSchema> {
+        &self.schema
     }
 
     /// The checkpoint dir, as a URL.

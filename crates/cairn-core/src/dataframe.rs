@@ -1,6 +1,5 @@
 //! The checkpoint operator on DataFusion's `DataFrame`.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -55,9 +54,11 @@ impl CheckpointExt for DataFrame {
     }
 }
 
-fn prepare(
+/// The session, plan and checkpoint spec for checkpointing `df`.
+pub(crate) fn prepare(
     df: DataFrame,
     kind: CheckpointKind,
+    name: Option<String>,
 ) -> Result<(SessionState, LogicalPlan, Arc<CheckpointSpec>)> {
     let Some(config) = df
         .task_ctx()
@@ -71,13 +72,19 @@ fn prepare(
         ));
     };
     let (state, plan) = df.into_parts();
-    check_column_names(&plan)?;
-    let spec = CheckpointSpec::new(kind, config.store(), config.write_options(), plan.clone());
+    crate::node::check_column_names(&plan)?;
+    let spec = CheckpointSpec::named(
+        kind,
+        config.store(),
+        config.write_options(),
+        plan.clone(),
+        name,
+    );
     Ok((state, plan, spec))
 }
 
 fn lazy(df: DataFrame, kind: CheckpointKind) -> Result<DataFrame> {
-    let (state, plan, spec) = prepare(df, kind)?;
+    let (state, plan, spec) = prepare(df, kind, None)?;
     let node = CheckpointNode::new(plan, spec);
     Ok(DataFrame::new(
         state,
@@ -88,21 +95,29 @@ fn lazy(df: DataFrame, kind: CheckpointKind) -> Result<DataFrame> {
 }
 
 async fn eager(df: DataFrame, kind: CheckpointKind) -> Result<DataFrame> {
-    let (state, plan, spec) = prepare(df, kind)?;
-    let (fingerprint, found) = spec.find(&state).await?;
-    let materialized = match found {
-        Some(m) => m,
-        None => {
-            let physical = state.create_physical_plan(&plan).await?;
-            spec.materialize(fingerprint, physical, state.task_ctx())
-                .await
-                .map_err(DataFusionError::Shared)?
-        }
-    };
+    let (state, plan, spec) = prepare(df, kind, None)?;
+    let materialized = materialize_now(&state, &plan, &spec).await?;
     Ok(DataFrame::new(
         state,
         scan_plan(&materialized, Some(plan.schema()))?,
     ))
+}
+
+/// Finds the committed checkpoint of `plan` or writes it now.
+pub(crate) async fn materialize_now(
+    state: &SessionState,
+    plan: &LogicalPlan,
+    spec: &Arc<CheckpointSpec>,
+) -> Result<Materialized> {
+    let (fingerprint, found) = spec.find(state).await?;
+    if let Some(m) = found {
+        return Ok(m);
+    }
+    let physical = state.create_physical_plan(plan).await?;
+    Ok(spec
+        .materialize(fingerprint, physical, state.task_ctx())
+        .await
+        .map_err(DataFusionError::Shared)?)
 }
 
 /// A scan of the checkpoint. Given the schema of the input it replaces,
@@ -122,19 +137,4 @@ pub(crate) fn scan_plan(m: &Materialized, input: Option<&DFSchemaRef>) -> Result
         })
         .collect();
     Ok(scan.project(exprs)?.build()?)
-}
-
-/// Parquet columns are matched by name, so a checkpoint needs distinct ones.
-fn check_column_names(plan: &LogicalPlan) -> Result<()> {
-    let mut seen = HashSet::new();
-    for field in plan.schema().fields() {
-        if !seen.insert(field.name()) {
-            return Err(Error::Unsupported(format!(
-                "column name '{0}' appears more than once; give each column of a checkpoint \
-                 a distinct name (e.g. SELECT a.{0}, b.{0} AS b_{0} ...)",
-                field.name()
-            )));
-        }
-    }
-    Ok(())
 }

@@ -49,6 +49,14 @@ pub enum Error {
         problem: String,
     },
 
+    /// A checkpoint name cannot be used.
+    #[error("invalid checkpoint name '{name}': {reason}")]
+    InvalidName { name: String, reason: String },
+
+    /// A named checkpoint, or a table of that name, is missing or in the way.
+    #[error("{0}")]
+    Name(String),
+
     /// The input of a checkpoint cannot be written as Parquet.
     #[error("cannot checkpoint this plan: {0}")]
     Unsupported(String),

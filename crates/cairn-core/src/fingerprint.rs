@@ -7,16 +7,18 @@
 
 use std::io::Write;
 
+use chrono::{DateTime, Utc};
 use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::catalog::Session;
 use datafusion::catalog::memory::MemTable;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::datasource::listing::ListingTable;
+use datafusion::datasource::listing::{ListingTable, ListingTableUrl};
 use datafusion::datasource::source_as_provider;
 use datafusion::datasource::view::ViewTable;
 use datafusion::functions_table::generate_series::GenerateSeriesTable;
 use datafusion::logical_expr::LogicalPlan;
 use futures::TryStreamExt;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::local::LocalCheckpointTable;
@@ -24,11 +26,31 @@ use crate::scan::CheckpointTable;
 use crate::store::manifest::FORMAT_VERSION;
 
 /// The id of a checkpoint and what it was derived from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Fingerprint {
     pub id: String,
     pub reusable: bool,
     pub sources: Vec<String>,
+    /// The file listings read, to tell later whether they changed.
+    pub listings: Vec<SourceListing>,
+    /// Whether every source can be checked for changes later.
+    pub checkable: bool,
+}
+
+/// The files a listing table read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceListing {
+    pub url: String,
+    pub extension: String,
+    pub files: Vec<SourceFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SourceFile {
+    pub location: String,
+    pub size: u64,
+    pub modified: DateTime<Utc>,
+    pub etag: Option<String>,
 }
 
 impl Fingerprint {
@@ -38,6 +60,8 @@ impl Fingerprint {
             id: uuid::Uuid::new_v4().simple().to_string(),
             reusable: false,
             sources,
+            listings: Vec::new(),
+            checkable: false,
         }
     }
 }
@@ -45,8 +69,13 @@ impl Fingerprint {
 /// Fingerprints `plan`, as given by the user (before optimization, whose
 /// generated aliases vary from run to run).
 pub async fn fingerprint(plan: &LogicalPlan, session: &dyn Session) -> Result<Fingerprint> {
-    let mut sources = Vec::new();
-    let reusable = collect_sources(plan, session, &mut sources).await? && !is_volatile(plan)?;
+    let mut found = Sources::default();
+    let reusable = collect_sources(plan, session, &mut found).await? && !is_volatile(plan)?;
+    let Sources {
+        identities: sources,
+        listings,
+        checkable,
+    } = found;
     if !reusable {
         return Ok(Fingerprint::unique(sources));
     }
@@ -61,6 +90,8 @@ pub async fn fingerprint(plan: &LogicalPlan, session: &dyn Session) -> Result<Fi
         id: hasher.finalize().to_hex()[..32].to_string(),
         reusable,
         sources,
+        listings,
+        checkable,
     })
 }
 
@@ -81,11 +112,28 @@ pub fn is_volatile(plan: &LogicalPlan) -> Result<bool> {
     Ok(volatile)
 }
 
-/// Appends the identity of every source to `out`; false if one has none.
+/// What a plan reads.
+struct Sources {
+    identities: Vec<String>,
+    listings: Vec<SourceListing>,
+    checkable: bool,
+}
+
+impl Default for Sources {
+    fn default() -> Self {
+        Self {
+            identities: Vec::new(),
+            listings: Vec::new(),
+            checkable: true,
+        }
+    }
+}
+
+/// Records the identity of every source in `found`; false if one has none.
 async fn collect_sources(
     plan: &LogicalPlan,
     session: &dyn Session,
-    out: &mut Vec<String>,
+    found: &mut Sources,
 ) -> Result<bool> {
     let mut scans = Vec::new();
     plan.apply_with_subqueries(|node| {
@@ -97,58 +145,104 @@ async fn collect_sources(
     let mut known = true;
     for (name, source) in scans {
         let Ok(provider) = source_as_provider(&source) else {
-            out.push(format!("{name}: unknown source"));
+            found.identities.push(format!("{name}: unknown source"));
             known = false;
             continue;
         };
-        if let Some(t) = provider.downcast_ref::<CheckpointTable>() {
-            out.push(format!("{name}: checkpoint {}", t.id()));
+        let identity = if let Some(t) = provider.downcast_ref::<CheckpointTable>() {
             known &= t.reusable();
+            format!("checkpoint {}", t.id())
         } else if let Some(t) = provider.downcast_ref::<LocalCheckpointTable>() {
-            out.push(format!("{name}: local checkpoint {}", t.id()));
             known &= t.reusable();
+            found.checkable = false;
+            format!("local checkpoint {}", t.id())
         } else if let Some(t) = provider.downcast_ref::<ListingTable>() {
-            out.push(format!("{name}: {}", listing_identity(t, session).await?));
+            let listings = list_files(t, session).await?;
+            let text = listings
+                .iter()
+                .flat_map(|l| l.files.iter())
+                .map(|f| {
+                    let etag = f.etag.as_deref().unwrap_or("-");
+                    format!(
+                        "{} size={} modified={} etag={etag}",
+                        f.location,
+                        f.size,
+                        f.modified.to_rfc3339()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            found.listings.extend(listings);
+            format!("files [{text}]")
         } else if let Some(t) = provider.downcast_ref::<MemTable>() {
-            out.push(format!("{name}: memory table {}", mem_table_hash(t).await?));
+            found.checkable = false;
+            format!("memory table {}", mem_table_hash(t).await?)
         } else if let Some(t) = provider.downcast_ref::<GenerateSeriesTable>() {
-            out.push(format!("{name}: {t:?}"));
+            format!("{t:?}")
         } else if let Some(t) = provider.downcast_ref::<ViewTable>() {
             let inner = Box::pin(fingerprint(t.logical_plan(), session)).await?;
-            out.push(format!("{name}: view {}", inner.id));
             known &= inner.reusable;
+            found.checkable &= inner.checkable;
+            found.listings.extend(inner.listings);
+            format!("view {}", inner.id)
         } else {
-            out.push(format!("{name}: source without identity"));
             known = false;
-        }
+            "source without identity".to_string()
+        };
+        found.identities.push(format!("{name}: {identity}"));
     }
     Ok(known)
 }
 
 /// Every file a listing table reads, with its size and version.
-async fn listing_identity(table: &ListingTable, session: &dyn Session) -> Result<String> {
-    let ext = &table.options().file_extension;
-    let mut files = Vec::new();
+async fn list_files(table: &ListingTable, session: &dyn Session) -> Result<Vec<SourceListing>> {
+    let extension = &table.options().file_extension;
+    let mut listings = Vec::new();
     for url in table.table_paths() {
-        let store = session.runtime_env().object_store(url)?;
-        let listed: Vec<_> = url
-            .list_all_files(session, store.as_ref(), ext)
-            .await?
-            .try_collect()
-            .await?;
-        for meta in listed {
-            files.push(format!(
-                "{}{} size={} modified={} etag={}",
-                url.object_store().as_str(),
-                meta.location,
-                meta.size,
-                meta.last_modified.to_rfc3339(),
-                meta.e_tag.as_deref().unwrap_or("-")
-            ));
+        listings.push(SourceListing {
+            url: url.as_str().to_string(),
+            extension: extension.clone(),
+            files: list_url(url, extension, session).await?,
+        });
+    }
+    Ok(listings)
+}
+
+async fn list_url(
+    url: &ListingTableUrl,
+    extension: &str,
+    session: &dyn Session,
+) -> Result<Vec<SourceFile>> {
+    let store = session.runtime_env().object_store(url)?;
+    let listed: Vec<_> = url
+        .list_all_files(session, store.as_ref(), extension)
+        .await?
+        .try_collect()
+        .await?;
+    let mut files: Vec<SourceFile> = listed
+        .into_iter()
+        .map(|meta| SourceFile {
+            location: format!("{}{}", url.object_store().as_str(), meta.location),
+            size: meta.size,
+            modified: meta.last_modified,
+            etag: meta.e_tag,
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Whether the files a checkpoint read have changed since: `None` when
+/// that cannot be told (in-memory sources, or a store not reachable now).
+pub async fn sources_changed(listings: &[SourceListing], session: &dyn Session) -> Option<bool> {
+    for listing in listings {
+        let url = ListingTableUrl::parse(&listing.url).ok()?;
+        let now = list_url(&url, &listing.extension, session).await.ok()?;
+        if now != listing.files {
+            return Some(true);
         }
     }
-    files.sort();
-    Ok(format!("files [{}]", files.join(", ")))
+    Some(false)
 }
 
 /// A hash of an in-memory table's content.

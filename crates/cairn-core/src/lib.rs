@@ -21,12 +21,14 @@
 //! [`CheckpointNode`]s) → [`CairnQueryPlanner`] (writes or finds each
 //! checkpoint and plans a scan of it) → DataFusion execution.
 
+mod catalog;
 mod context;
 mod dataframe;
 mod error;
 mod fingerprint;
 mod lineage;
 mod local;
+mod named;
 mod node;
 mod optimizer;
 mod planner;
@@ -34,12 +36,16 @@ mod scan;
 pub mod store;
 mod write;
 
+pub use catalog::LazyCheckpointTable;
 pub use context::{CairnConfig, CairnContext, CairnContextBuilder, default_checkpoint_dir};
 pub use dataframe::CheckpointExt;
 pub use error::{Error, Result};
-pub use fingerprint::{Fingerprint, fingerprint, is_volatile};
+pub use fingerprint::{
+    Fingerprint, SourceFile, SourceListing, fingerprint, is_volatile, sources_changed,
+};
 pub use lineage::lineage_of;
 pub use local::{LocalCheckpointExec, LocalCheckpointTable};
+pub use named::{CheckpointInfo, Materialize};
 pub use node::{CheckpointKind, CheckpointNode, CheckpointSpec, Materialized};
 pub use optimizer::{ComposeStackedProjections, optimizer_rules};
 pub use planner::{CairnQueryPlanner, CheckpointExec, CheckpointPlanner};

@@ -47,6 +47,8 @@ pub struct LocalCheckpoint {
     partitions: Vec<Vec<Chunk>>,
     rows: u64,
     spilled_partitions: usize,
+    /// The plan it replaced, as text.
+    lineage: String,
     /// Holds the memory of the in-memory batches until the checkpoint is dropped.
     _reservations: Vec<MemoryReservation>,
 }
@@ -67,6 +69,7 @@ impl LocalCheckpoint {
     #[tracing::instrument(level = "info", skip_all, fields(id = %fingerprint.id))]
     pub(crate) async fn collect(
         fingerprint: &Fingerprint,
+        lineage: String,
         input: Arc<dyn ExecutionPlan>,
         ctx: Arc<TaskContext>,
     ) -> Result<Self> {
@@ -112,12 +115,18 @@ impl LocalCheckpoint {
             partitions,
             rows,
             spilled_partitions,
+            lineage,
             _reservations: reservations,
         })
     }
 
     pub fn rows(&self) -> u64 {
         self.rows
+    }
+
+    /// The plan it replaced, as text.
+    pub fn lineage(&self) -> &str {
+        &self.lineage
     }
 
     /// How many partitions did not fit in memory.

@@ -21,7 +21,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared, WeakShared};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::fingerprint::{Fingerprint, fingerprint};
 use crate::lineage::lineage_of;
 use crate::local::{LocalCheckpoint, LocalCheckpointTable};
@@ -100,6 +100,8 @@ pub struct CheckpointSpec {
     /// The input as the user gave it: fingerprinted before optimization,
     /// whose generated names differ from run to run.
     original: LogicalPlan,
+    /// Bound to the checkpoint in its dir once it is committed.
+    name: Option<String>,
     done: Mutex<Option<Materialized>>,
     /// The run in progress. Weak, so that when every action waiting for it
     /// is cancelled the run is dropped and its writers stop.
@@ -123,14 +125,35 @@ impl CheckpointSpec {
         options: WriteOptions,
         original: LogicalPlan,
     ) -> Arc<Self> {
+        Self::named(kind, store, options, original, None)
+    }
+
+    /// A checkpoint that, once committed, is bound to `name` in its dir.
+    pub fn named(
+        kind: CheckpointKind,
+        store: Arc<CheckpointStore>,
+        options: WriteOptions,
+        original: LogicalPlan,
+        name: Option<String>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             kind,
             store,
             options,
             original,
+            name,
             done: Mutex::new(None),
             running: Mutex::new(None),
         })
+    }
+
+    /// The input as the user gave it.
+    pub fn original(&self) -> &LogicalPlan {
+        &self.original
+    }
+
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 
     pub fn kind(&self) -> CheckpointKind {
@@ -154,7 +177,7 @@ impl CheckpointSpec {
             let fp = Fingerprint {
                 id: m.id().to_string(),
                 reusable: true,
-                sources: Vec::new(),
+                ..Default::default()
             };
             return Ok((fp, Some(m)));
         }
@@ -164,6 +187,9 @@ impl CheckpointSpec {
             && let Some(manifest) = self.store.read_manifest(&fp.id).await?
         {
             tracing::info!(id = %fp.id, "reusing a committed checkpoint");
+            if let Err(e) = self.store.touch(&fp.id).await {
+                tracing::warn!(id = %fp.id, error = %e, "could not record the use of a checkpoint");
+            }
             let m = Materialized::Reliable(Arc::new(CheckpointTable::new(
                 Arc::clone(&self.store),
                 manifest,
@@ -219,7 +245,7 @@ impl CheckpointSpec {
         input: Arc<dyn ExecutionPlan>,
         ctx: Arc<TaskContext>,
     ) -> Result<Materialized> {
-        Ok(match self.kind {
+        let materialized = match self.kind {
             CheckpointKind::Reliable => {
                 let lineage = lineage_of(&self.original);
                 let manifest =
@@ -231,10 +257,15 @@ impl CheckpointSpec {
                 )))
             }
             CheckpointKind::Local => {
-                let local = LocalCheckpoint::collect(&fingerprint, input, ctx).await?;
+                let lineage = self.original.display_indent().to_string();
+                let local = LocalCheckpoint::collect(&fingerprint, lineage, input, ctx).await?;
                 Materialized::Local(Arc::new(LocalCheckpointTable::new(local)))
             }
-        })
+        };
+        if let (Some(name), Materialized::Reliable(t)) = (&self.name, &materialized) {
+            self.store.bind_name(name, t.id()).await?;
+        }
+        Ok(materialized)
     }
 }
 
@@ -248,6 +279,13 @@ pub struct CheckpointNode {
 impl CheckpointNode {
     pub fn new(input: LogicalPlan, spec: Arc<CheckpointSpec>) -> Self {
         Self { input, spec }
+    }
+
+    /// A node over `input`, which must have distinct column names (Parquet
+    /// matches columns by name).
+    pub fn try_new(input: LogicalPlan, spec: Arc<CheckpointSpec>) -> Result<Self> {
+        check_column_names(&input)?;
+        Ok(Self::new(input, spec))
     }
 
     pub fn spec(&self) -> &Arc<CheckpointSpec> {
@@ -319,4 +357,19 @@ impl UserDefinedLogicalNodeCore for CheckpointNode {
             spec: Arc::clone(&self.spec),
         })
     }
+}
+
+/// Parquet columns are matched by name, so a checkpoint needs distinct ones.
+pub(crate) fn check_column_names(plan: &LogicalPlan) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for field in plan.schema().fields() {
+        if !seen.insert(field.name()) {
+            return Err(Error::Unsupported(format!(
+                "column name '{0}' appears more than once; give each column of a checkpoint \
+                 a distinct name (e.g. SELECT a.{0}, b.{0} AS b_{0} ...)",
+                field.name()
+            )));
+        }
+    }
+    Ok(())
 }

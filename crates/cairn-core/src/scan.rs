@@ -15,8 +15,8 @@ use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, Pa
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::logical_expr::Expr;
 use datafusion::logical_expr::utils::conjunction;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{LexOrdering, PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_plan::ExecutionPlan;
@@ -24,6 +24,7 @@ use datafusion::physical_plan::empty::EmptyExec;
 
 use crate::store::CheckpointStore;
 use crate::store::integrity::VerifyingStore;
+use crate::store::lifecycle::LiveRef;
 use crate::store::manifest::Manifest;
 
 /// A committed checkpoint, usable as a table.
@@ -32,15 +33,19 @@ pub struct CheckpointTable {
     store: Arc<CheckpointStore>,
     manifest: Arc<Manifest>,
     schema: SchemaRef,
+    /// While this table exists, this process never removes the checkpoint.
+    _live: LiveRef,
 }
 
 impl CheckpointTable {
     pub fn new(store: Arc<CheckpointStore>, manifest: Manifest) -> Self {
         let schema = manifest.schema();
+        let live = store.hold(&manifest.id);
         Self {
             store,
             manifest: Arc::new(manifest),
             schema,
+            _live: live,
         }
     }
 
@@ -161,15 +166,6 @@ impl TableProvider for CheckpointTable {
             None => None,
         };
         self.scan_exec(state.runtime_env(), projection, predicate, limit, None)
-    }
-
-    /// Filters above the checkpoint may prune its row groups; they are
-    /// still applied above the scan, so the answer never depends on it.
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
 
     fn statistics(&self) -> Option<Statistics> {

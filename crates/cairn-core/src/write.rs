@@ -117,6 +117,8 @@ pub(crate) async fn write_checkpoint(
         fingerprint: FingerprintInfo {
             reusable: fingerprint.reusable,
             sources: fingerprint.sources.clone(),
+            listings: fingerprint.listings.clone(),
+            checkable: fingerprint.checkable && fingerprint.reusable,
         },
         lineage,
     };

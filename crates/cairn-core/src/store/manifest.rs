@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::integrity::BlockChecksums;
 use crate::error::{Error, Result};
+use crate::fingerprint::SourceListing;
 
 /// Bumped when the layout of a checkpoint changes incompatibly; part of every id.
 pub const FORMAT_VERSION: u32 = 1;
@@ -67,6 +68,12 @@ pub struct FingerprintInfo {
     pub reusable: bool,
     /// The identity of every source the plan reads.
     pub sources: Vec<String>,
+    /// The files it read, to tell later whether they changed.
+    #[serde(default)]
+    pub listings: Vec<SourceListing>,
+    /// Whether every source can be checked for changes.
+    #[serde(default)]
+    pub checkable: bool,
 }
 
 /// The plan the checkpoint cut away, kept as metadata.
@@ -193,6 +200,8 @@ mod tests {
             fingerprint: FingerprintInfo {
                 reusable: true,
                 sources: vec![],
+                listings: vec![],
+                checkable: true,
             },
             lineage: Lineage {
                 text: "plan".into(),

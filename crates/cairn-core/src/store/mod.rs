@@ -8,7 +8,9 @@
 //! ```
 
 pub mod integrity;
+pub mod lifecycle;
 pub mod manifest;
+pub mod names;
 
 use std::collections::HashMap;
 use std::path::{Path as FsPath, PathBuf};
@@ -373,6 +375,21 @@ fn commit_local(dir: &FsPath, tmp: &FsPath, json: &[u8]) -> Result<Commit> {
             e,
         )),
     }
+}
+
+/// Replaces `target` with `bytes` atomically and durably: a private file,
+/// fsynced, renamed over the target, then the directory fsynced.
+fn replace_local(dir: &FsPath, tmp: &FsPath, target: &FsPath, bytes: &[u8]) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("cannot create '{}'", dir.display()), e))?;
+    std::fs::write(tmp, bytes)
+        .map_err(|e| Error::io(format!("cannot write '{}'", tmp.display()), e))?;
+    fsync(tmp)?;
+    std::fs::rename(tmp, target).map_err(|e| {
+        let _ = std::fs::remove_file(tmp);
+        Error::io(format!("cannot replace '{}'", target.display()), e)
+    })?;
+    fsync(dir)
 }
 
 /// Parquet's sink for a data file: forwards bytes to the store and keeps the

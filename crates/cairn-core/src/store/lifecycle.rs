@@ -1,0 +1,209 @@
+//! How long checkpoints live: what this process still reads, when a
+//! checkpoint was last used, and removing what nothing needs any more.
+//!
+//! Named checkpoints live until they are dropped. Unnamed ones live for a
+//! retention period after their last use, so a killed job can still resume
+//! from them. Directories without a manifest (a writer that died, or one
+//! still writing) are removed only after a grace period. Nothing that a
+//! table or DataFrame of this process reads is ever removed.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
+
+use super::CheckpointStore;
+use super::manifest::MANIFEST_FILE;
+use super::names::NAMES_DIR;
+use crate::error::Result;
+
+/// Marks a checkpoint as used: its modification time is the last use.
+const USED_FILE: &str = "_last_used";
+
+/// Readers of each checkpoint in this process, by (dir, id).
+static LIVE: LazyLock<Mutex<HashMap<(String, String), usize>>> = LazyLock::new(Default::default);
+
+/// Held by everything that reads a checkpoint; while one exists the
+/// checkpoint is never removed by this process.
+#[derive(Debug)]
+pub struct LiveRef {
+    key: (String, String),
+}
+
+impl Drop for LiveRef {
+    fn drop(&mut self) {
+        let mut live = LIVE.lock().expect("live registry poisoned");
+        if let Some(n) = live.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                live.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// What `VACUUM CHECKPOINTS` removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct VacuumReport {
+    pub checkpoints: Vec<String>,
+    pub orphans: Vec<String>,
+    pub bytes: u64,
+}
+
+/// When unnamed checkpoints and orphaned directories expire.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    /// Unnamed checkpoints: time since last use.
+    pub retention: Duration,
+    /// Directories without a manifest: time since their newest file.
+    pub orphan_grace: Duration,
+}
+
+impl Default for Lifetimes {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(7 * 24 * 3600),
+            orphan_grace: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl CheckpointStore {
+    /// Registers a reader of checkpoint `id`.
+    pub fn hold(&self, id: &str) -> LiveRef {
+        let key = (self.url().to_string(), id.to_string());
+        *LIVE
+            .lock()
+            .expect("live registry poisoned")
+            .entry(key.clone())
+            .or_default() += 1;
+        LiveRef { key }
+    }
+
+    /// How many readers of `id` this process has.
+    pub fn readers(&self, id: &str) -> usize {
+        let key = (self.url().to_string(), id.to_string());
+        LIVE.lock()
+            .expect("live registry poisoned")
+            .get(&key)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Records that checkpoint `id` was used now.
+    pub async fn touch(&self, id: &str) -> Result<()> {
+        let path = Self::file_path(id, USED_FILE);
+        self.object_store()
+            .put(&path, PutPayload::default())
+            .await?;
+        Ok(())
+    }
+
+    /// Ids of every checkpoint directory, committed or not.
+    pub async fn checkpoint_dirs(&self) -> Result<Vec<String>> {
+        let listed = self.object_store().list_with_delimiter(None).await?;
+        let mut ids: Vec<String> = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .filter(|name| name != NAMES_DIR && !name.starts_with('.'))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Removes checkpoint `id`: the manifest first, so that it is never
+    /// seen half-removed, then its files.
+    pub async fn delete_checkpoint(&self, id: &str) -> Result<u64> {
+        let manifest = Self::file_path(id, MANIFEST_FILE);
+        match self.object_store().delete(&manifest).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.delete_dir(id).await
+    }
+
+    async fn delete_dir(&self, id: &str) -> Result<u64> {
+        let files: Vec<_> = self
+            .object_store()
+            .list(Some(&Path::from(id)))
+            .try_collect()
+            .await?;
+        let mut bytes = 0;
+        for f in files {
+            bytes += f.size;
+            match self.object_store().delete(&f.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if let Some(root) = self.local_root() {
+            // Leftovers of killed writers (partial uploads) are not listed.
+            let _ = std::fs::remove_dir_all(root.join(id));
+        }
+        Ok(bytes)
+    }
+
+    /// Removes unnamed checkpoints unused for longer than the retention and
+    /// directories without a manifest older than the grace period, keeping
+    /// every id in `keep` (named ones) and every id this process reads.
+    pub async fn vacuum(
+        &self,
+        now: DateTime<Utc>,
+        lifetimes: Lifetimes,
+        keep: &HashSet<String>,
+    ) -> Result<VacuumReport> {
+        let mut report = VacuumReport::default();
+        for id in self.checkpoint_dirs().await? {
+            if keep.contains(&id) || self.readers(&id) > 0 {
+                continue;
+            }
+            let files: Vec<_> = self
+                .object_store()
+                .list(Some(&Path::from(id.as_str())))
+                .try_collect()
+                .await?;
+            let newest = match self.local_root() {
+                // Listing a local store hides partial uploads; ask the file system.
+                Some(root) => newest_local(&root.join(&id)),
+                None => files.iter().map(|f| f.last_modified).max(),
+            };
+            let committed = files
+                .iter()
+                .any(|f| f.location.filename() == Some(MANIFEST_FILE));
+            let age = |t: Option<DateTime<Utc>>| {
+                t.map(|t| (now - t).to_std().unwrap_or_default())
+                    .unwrap_or(Duration::MAX)
+            };
+            if committed {
+                let last_use = files
+                    .iter()
+                    .filter(|f| matches!(f.location.filename(), Some(MANIFEST_FILE | USED_FILE)))
+                    .map(|f| f.last_modified)
+                    .max();
+                if age(last_use) > lifetimes.retention {
+                    report.bytes += self.delete_checkpoint(&id).await?;
+                    report.checkpoints.push(id);
+                }
+            } else if age(newest) > lifetimes.orphan_grace {
+                report.bytes += self.delete_dir(&id).await?;
+                report.orphans.push(id);
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// The newest modification time in a local directory, itself included.
+fn newest_local(dir: &std::path::Path) -> Option<DateTime<Utc>> {
+    let mut times: Vec<std::time::SystemTime> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok()?.metadata().ok()?.modified().ok())
+        .collect();
+    times.extend(std::fs::metadata(dir).ok().and_then(|m| m.modified().ok()));
+    times.into_iter().max().map(DateTime::<Utc>::from)
+}
