@@ -3,3 +3,9 @@
 //! see [`cairn_core`] for the details.
 
 pub use cairn_core::*;
+pub use cairn_sql::{Session, StatementOutput};
+
+/// Cairn's SQL statements and parser.
+pub mod sql {
+    pub use cairn_sql::*;
+}

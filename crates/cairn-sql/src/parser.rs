@@ -1,0 +1,413 @@
+//! Cairn's statements on top of DataFusion's parser: a script is split into
+//! statements; Cairn's own are recognized by their leading words, and
+//! everything else goes to DataFusion's `DFParser` unchanged.
+//!
+//! ```sql
+//! SET cairn.checkpoint_dir = 'file:///data/ckpt';      SHOW cairn.checkpoint_dir;
+//! [LOCAL] CHECKPOINT [OR REPLACE] [LAZY] TABLE name AS <query>;
+//! SHOW CHECKPOINTS;   REFRESH CHECKPOINT name;   EXPLAIN LINEAGE name;
+//! DROP CHECKPOINT [IF EXISTS] name;   VACUUM CHECKPOINTS;
+//! ```
+
+use std::fmt;
+
+use datafusion::error::{DataFusionError, Result};
+use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
+use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Query, Value};
+use datafusion::sql::sqlparser::dialect::Dialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan};
+
+/// One statement of a script.
+#[derive(Debug, Clone)]
+pub enum Statement {
+    /// Anything that is not Cairn's: DataFusion plans and runs it.
+    DataFusion(Box<DFStatement>),
+    /// `[LOCAL] CHECKPOINT [OR REPLACE] [LAZY] TABLE name AS query`
+    CheckpointTable {
+        name: String,
+        replace: bool,
+        lazy: bool,
+        local: bool,
+        query: Box<Query>,
+    },
+    /// `SHOW CHECKPOINTS`
+    ShowCheckpoints,
+    /// `REFRESH CHECKPOINT name`
+    Refresh { name: String },
+    /// `EXPLAIN LINEAGE name`
+    ExplainLineage { name: String },
+    /// `DROP CHECKPOINT [IF EXISTS] name`
+    Drop { name: String, if_exists: bool },
+    /// `VACUUM CHECKPOINTS`
+    Vacuum,
+    /// `SET cairn.<key> = <value>`
+    SetOption { key: String, value: String },
+    /// `SHOW cairn.<key>`
+    ShowOption { key: String },
+}
+
+/// A statement with where it stands in the script.
+#[derive(Debug, Clone)]
+pub struct ParsedStatement {
+    pub statement: Statement,
+    /// Its text, as written.
+    pub text: String,
+    /// Where it starts (1-based line and column).
+    pub start: Location,
+}
+
+impl fmt::Display for ParsedStatement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Splits `sql` into statements and parses each.
+pub fn parse_script(sql: &str, dialect: &dyn Dialect) -> Result<Vec<ParsedStatement>> {
+    let mut parser = DFParserBuilder::new(sql).with_dialect(dialect).build()?;
+    let lines = LineIndex::new(sql);
+    let mut out = Vec::new();
+    loop {
+        while parser.parser.consume_token(&Token::SemiColon) {}
+        let first = parser.parser.peek_token();
+        if first.token == Token::EOF {
+            break;
+        }
+        let statement = match parse_cairn(&mut parser.parser).map_err(parse_error)? {
+            Some(s) => s,
+            None => Statement::DataFusion(Box::new(parser.parse_statement()?)),
+        };
+        let end = parser.parser.get_current_token().span.end;
+        let next = parser.parser.peek_token();
+        if next.token != Token::EOF && next.token != Token::SemiColon {
+            return Err(parse_error(expected("end of statement", &next)));
+        }
+        out.push(ParsedStatement {
+            statement,
+            text: lines.slice(sql, first.span.start, end).trim().to_string(),
+            start: first.span.start,
+        });
+    }
+    Ok(out)
+}
+
+fn parse_error(e: ParserError) -> DataFusionError {
+    DataFusionError::SQL(Box::new(e), None)
+}
+
+fn expected(what: &str, found: &TokenWithSpan) -> ParserError {
+    ParserError::ParserError(format!(
+        "Expected: {what}, found: {found}{}",
+        found.span.start
+    ))
+}
+
+/// The unquoted word at `n` tokens ahead, upper-cased.
+fn word_at(parser: &Parser, n: usize) -> Option<String> {
+    match &parser.peek_nth_token_ref(n).token {
+        Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_ascii_uppercase()),
+        _ => None,
+    }
+}
+
+fn words_ahead(parser: &Parser, words: &[&str]) -> bool {
+    words
+        .iter()
+        .enumerate()
+        .all(|(i, w)| word_at(parser, i).as_deref() == Some(*w))
+}
+
+fn skip(parser: &mut Parser, n: usize) {
+    for _ in 0..n {
+        parser.next_token();
+    }
+}
+
+/// Parses a Cairn statement if one starts here; leaves the parser
+/// untouched otherwise.
+fn parse_cairn(parser: &mut Parser) -> Result<Option<Statement>, ParserError> {
+    let local = words_ahead(parser, &["LOCAL", "CHECKPOINT"]);
+    let checkpoint_table = word_at(parser, 0).as_deref() == Some("CHECKPOINT")
+        && matches!(word_at(parser, 1).as_deref(), Some("TABLE" | "OR" | "LAZY"));
+    if local || checkpoint_table {
+        skip(parser, if local { 2 } else { 1 });
+        return parse_checkpoint_table(parser, local).map(Some);
+    }
+    if words_ahead(parser, &["SHOW", "CHECKPOINTS"]) {
+        skip(parser, 2);
+        return Ok(Some(Statement::ShowCheckpoints));
+    }
+    if words_ahead(parser, &["VACUUM", "CHECKPOINTS"]) {
+        skip(parser, 2);
+        return Ok(Some(Statement::Vacuum));
+    }
+    if words_ahead(parser, &["REFRESH", "CHECKPOINT"]) {
+        skip(parser, 2);
+        let name = parse_name(parser)?;
+        return Ok(Some(Statement::Refresh { name }));
+    }
+    if words_ahead(parser, &["EXPLAIN", "LINEAGE"]) {
+        skip(parser, 2);
+        let name = parse_name(parser)?;
+        return Ok(Some(Statement::ExplainLineage { name }));
+    }
+    if words_ahead(parser, &["DROP", "CHECKPOINT"]) {
+        skip(parser, 2);
+        let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+        let name = parse_name(parser)?;
+        return Ok(Some(Statement::Drop { name, if_exists }));
+    }
+    let cairn_option = |n: usize| {
+        word_at(parser, n).as_deref() == Some("CAIRN")
+            && parser.peek_nth_token_ref(n + 1).token == Token::Period
+    };
+    if word_at(parser, 0).as_deref() == Some("SET") && cairn_option(1) {
+        skip(parser, 3);
+        let key = option_key(parser)?;
+        if !parser.consume_token(&Token::Eq) && !parser.parse_keyword(Keyword::TO) {
+            return Err(expected("= or TO", &parser.peek_token()));
+        }
+        let value = option_value(parser)?;
+        return Ok(Some(Statement::SetOption { key, value }));
+    }
+    if word_at(parser, 0).as_deref() == Some("SHOW") && cairn_option(1) {
+        skip(parser, 3);
+        let key = option_key(parser)?;
+        return Ok(Some(Statement::ShowOption { key }));
+    }
+    Ok(None)
+}
+
+fn parse_checkpoint_table(parser: &mut Parser, local: bool) -> Result<Statement, ParserError> {
+    let replace = parser.parse_keywords(&[Keyword::OR, Keyword::REPLACE]);
+    let lazy = word_at(parser, 0).as_deref() == Some("LAZY");
+    if lazy {
+        skip(parser, 1);
+    }
+    if !parser.parse_keyword(Keyword::TABLE) {
+        return Err(expected("TABLE", &parser.peek_token()));
+    }
+    let name = parse_name(parser)?;
+    if !parser.parse_keyword(Keyword::AS) {
+        return Err(expected("AS followed by a query", &parser.peek_token()));
+    }
+    let query = parser.parse_query()?;
+    Ok(Statement::CheckpointTable {
+        name,
+        replace,
+        lazy,
+        local,
+        query,
+    })
+}
+
+/// A checkpoint name: one identifier, normalized as DataFusion normalizes
+/// table names (unquoted names are lower-cased).
+fn parse_name(parser: &mut Parser) -> Result<String, ParserError> {
+    let at = parser.peek_token();
+    if matches!(&at.token, Token::Word(w) if w.quote_style.is_none() && w.keyword == Keyword::AS) {
+        return Err(expected("a checkpoint name", &at));
+    }
+    let name = parser
+        .parse_object_name(false)
+        .map_err(|_| expected("a checkpoint name", &at))?;
+    let [part] = name.0.as_slice() else {
+        return Err(ParserError::ParserError(format!(
+            "checkpoint names have one part, found '{name}'{}",
+            at.span.start
+        )));
+    };
+    let ident = part
+        .as_ident()
+        .ok_or_else(|| expected("a checkpoint name", &at))?;
+    Ok(match ident.quote_style {
+        Some(_) => ident.value.clone(),
+        None => ident.value.to_lowercase(),
+    })
+}
+
+fn option_key(parser: &mut Parser) -> Result<String, ParserError> {
+    let at = parser.peek_token();
+    match at.token {
+        Token::Word(w) => {
+            parser.next_token();
+            Ok(w.value.to_lowercase())
+        }
+        _ => Err(expected("an option name after 'cairn.'", &at)),
+    }
+}
+
+fn option_value(parser: &mut Parser) -> Result<String, ParserError> {
+    let at = parser.peek_token();
+    match parser.parse_expr()? {
+        SqlExpr::Value(v) => match v.value {
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => Ok(s),
+            Value::Number(n, _) => Ok(n),
+            Value::Boolean(b) => Ok(b.to_string()),
+            other => Err(expected_value(&other.to_string(), &at)),
+        },
+        SqlExpr::Identifier(id) => Ok(id.value),
+        other => Err(expected_value(&other.to_string(), &at)),
+    }
+}
+
+fn expected_value(found: &str, at: &TokenWithSpan) -> ParserError {
+    ParserError::ParserError(format!(
+        "Expected: a quoted value, found: {found}{}",
+        at.span.start
+    ))
+}
+
+/// Maps 1-based line/column locations to byte offsets.
+struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    fn new(text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Self { starts }
+    }
+
+    fn offset(&self, text: &str, at: Location) -> usize {
+        if at.line == 0 {
+            return text.len();
+        }
+        let line_start = self
+            .starts
+            .get(at.line as usize - 1)
+            .copied()
+            .unwrap_or(text.len());
+        let line = &text[line_start..];
+        let column: usize = line
+            .chars()
+            .take(at.column.saturating_sub(1) as usize)
+            .map(char::len_utf8)
+            .sum();
+        line_start + column
+    }
+
+    fn slice<'a>(&self, text: &'a str, start: Location, end: Location) -> &'a str {
+        let (a, b) = (self.offset(text, start), self.offset(text, end));
+        if a <= b { &text[a..b] } else { "" }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialect::CairnDialect;
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+
+    fn parse(sql: &str) -> Result<Vec<ParsedStatement>> {
+        parse_script(sql, &CairnDialect::new(Box::new(GenericDialect {})))
+    }
+
+    #[test]
+    fn splits_scripts_and_keeps_each_statement_text() {
+        let script = "SET cairn.checkpoint_dir = 'memory://x';\n\
+                      CHECKPOINT OR REPLACE LAZY TABLE Ranks AS SELECT 1 AS a;\n\
+                      select * from ranks ;;  SHOW CHECKPOINTS";
+        let parsed = parse(script).unwrap();
+        let texts: Vec<&str> = parsed.iter().map(|p| p.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            vec![
+                "SET cairn.checkpoint_dir = 'memory://x'",
+                "CHECKPOINT OR REPLACE LAZY TABLE Ranks AS SELECT 1 AS a",
+                "select * from ranks",
+                "SHOW CHECKPOINTS"
+            ]
+        );
+        assert!(
+            matches!(&parsed[0].statement, Statement::SetOption { key, value }
+            if key == "checkpoint_dir" && value == "memory://x")
+        );
+        assert!(
+            matches!(&parsed[1].statement, Statement::CheckpointTable { name, replace: true, lazy: true, local: false, .. }
+            if name == "ranks")
+        );
+        assert!(matches!(parsed[2].statement, Statement::DataFusion(_)));
+        assert_eq!(parsed[2].start.line, 3);
+    }
+
+    #[test]
+    fn every_statement_form_parses() {
+        let cases = [
+            ("local checkpoint table t as select 1", "local"),
+            (
+                "CHECKPOINT TABLE \"Mixed Case\" AS WITH a AS (SELECT 1) SELECT * FROM a",
+                "quoted",
+            ),
+            ("REFRESH CHECKPOINT r", "refresh"),
+            ("EXPLAIN LINEAGE r", "lineage"),
+            ("DROP CHECKPOINT IF EXISTS r", "drop"),
+            ("VACUUM CHECKPOINTS", "vacuum"),
+            ("SHOW cairn.checkpoint_dir", "show"),
+            ("SET cairn.checkpoint_retention TO '1 day'", "set"),
+            ("SELECT * FROM CHECKPOINT(SELECT 1 AS a) AS t", "inline"),
+            (
+                "SELECT * FROM CHECKPOINT((SELECT 1 AS a)) AS t",
+                "inline, parenthesized",
+            ),
+        ];
+        for (sql, what) in cases {
+            let parsed = parse(sql).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(parsed.len(), 1, "{what}");
+        }
+        let Statement::CheckpointTable { name, .. } =
+            &parse("CHECKPOINT TABLE \"Mixed Case\" AS SELECT 1").unwrap()[0].statement
+        else {
+            panic!("not a checkpoint table");
+        };
+        assert_eq!(name, "Mixed Case");
+    }
+
+    #[test]
+    fn both_inline_forms_give_the_same_tree() {
+        let bare = parse("SELECT * FROM CHECKPOINT(SELECT 1 AS a) AS t").unwrap();
+        let wrapped = parse("SELECT * FROM CHECKPOINT((SELECT 1 AS a)) AS t").unwrap();
+        let (Statement::DataFusion(a), Statement::DataFusion(b)) =
+            (&bare[0].statement, &wrapped[0].statement)
+        else {
+            panic!("not DataFusion statements");
+        };
+        assert_eq!(a.to_string(), b.to_string());
+        // Elsewhere a bare SELECT is still not an expression.
+        assert!(parse("SELECT abs(SELECT 1)").is_err());
+    }
+
+    #[test]
+    fn errors_name_the_problem_and_its_position() {
+        let err = |sql: &str| parse(sql).unwrap_err().to_string();
+        let e = err("CHECKPOINT TABLE AS SELECT 1");
+        assert!(
+            e.contains("Expected: a checkpoint name") && e.contains("Line: 1, Column: 18"),
+            "{e}"
+        );
+        let e = err("SELECT 1;\nCHECKPOINT TABLE t SELECT 1");
+        assert!(
+            e.contains("Expected: AS followed by a query") && e.contains("Line: 2, Column: 20"),
+            "{e}"
+        );
+        let e = err("CHECKPOINT LAZY t AS SELECT 1");
+        assert!(e.contains("Expected: TABLE"), "{e}");
+        let e = err("CHECKPOINT TABLE a.b AS SELECT 1");
+        assert!(
+            e.contains("checkpoint names have one part, found 'a.b'"),
+            "{e}"
+        );
+        let e = err("DROP CHECKPOINT");
+        assert!(e.contains("Expected: a checkpoint name, found: EOF"), "{e}");
+        let e = err("SHOW CHECKPOINTS extra");
+        assert!(
+            e.contains("Expected: end of statement, found: extra"),
+            "{e}"
+        );
+        let e = err("SET cairn.checkpoint_dir = ");
+        assert!(e.contains("Expected"), "{e}");
+    }
+}
