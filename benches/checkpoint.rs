@@ -10,10 +10,12 @@
 
 use std::sync::Arc;
 
+use cairn::WriteOptions;
 use cairn::datafusion::config::TableParquetOptions;
 use cairn::datafusion::dataframe::{DataFrame, DataFrameWriteOptions};
 use cairn::datafusion::datasource::MemTable;
 use cairn::datafusion::functions_aggregate::expr_fn::sum;
+use cairn::datafusion::parquet::basic::{Compression, ZstdLevel};
 use cairn::prelude::*;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
@@ -62,20 +64,29 @@ fn write(c: &mut Criterion) {
         .sample_size(10)
         .throughput(Throughput::Elements(rows() as u64));
 
-    group.bench_function("checkpoint", |b| {
-        b.to_async(&rt).iter_batched(
-            || {
-                let dir = tempfile::tempdir().unwrap();
-                let ctx = context(dir.path(), &table);
-                (dir, ctx)
-            },
-            |(dir, ctx)| async move {
-                ctx.table("src").await.unwrap().checkpoint().await.unwrap();
-                dir
-            },
-            BatchSize::PerIteration,
-        )
-    });
+    for compression in [
+        Compression::LZ4_RAW,
+        Compression::UNCOMPRESSED,
+        Compression::SNAPPY,
+        Compression::ZSTD(ZstdLevel::try_new(1).unwrap()),
+    ] {
+        let name = format!("checkpoint ({compression})");
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter_batched(
+                || {
+                    let dir = tempfile::tempdir().unwrap();
+                    let ctx = context(dir.path(), &table);
+                    ctx.config().set_write_options(WriteOptions { compression });
+                    (dir, ctx)
+                },
+                |(dir, ctx)| async move {
+                    ctx.table("src").await.unwrap().checkpoint().await.unwrap();
+                    dir
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
     for (name, compression) in [
         ("write_parquet (zstd, DataFusion's default)", None),
         ("write_parquet (lz4_raw)", Some("lz4_raw")),
