@@ -9,12 +9,14 @@
 //! - `projections`: DataFusion 55's stacked-projection bug stays fixed
 //! - `local`: local checkpoints, in memory and spilling under a memory limit
 //! - `integrity`: flipped bytes and truncated files are caught on read
+//! - `lifecycle`: named, unnamed and orphaned checkpoints live as long as they should
 
 mod common;
 
 mod atomicity;
 mod dirs;
 mod integrity;
+mod lifecycle;
 mod local;
 mod plans;
 mod projections;

@@ -1,0 +1,193 @@
+//! How long checkpoints live: named ones until dropped, unnamed ones for the
+//! retention after their last use, orphaned directories for a grace period,
+//! and never while this process still reads them. The clock is passed in.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use cairn::prelude::*;
+use cairn::store::lifecycle::Lifetimes;
+use cairn::{CheckpointKind, Materialize};
+use chrono::Utc;
+
+use crate::common::dir_ctx;
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+fn lifetimes() -> Lifetimes {
+    Lifetimes {
+        retention: DAY,
+        orphan_grace: Duration::from_secs(3600),
+    }
+}
+
+fn ids_in(dir: &std::path::Path) -> HashSet<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n != "_names")
+        .collect()
+}
+
+#[tokio::test]
+async fn vacuum_keeps_named_and_fresh_and_removes_expired_and_orphans() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = dir_ctx(dir.path());
+    let store = ctx.config().store();
+    let named = ctx.sql("SELECT 1 AS x").await.unwrap();
+    ctx.checkpoint_table(
+        "kept",
+        named,
+        CheckpointKind::Reliable,
+        Materialize::Eager,
+        false,
+    )
+    .await
+    .unwrap();
+    drop(
+        ctx.sql("SELECT 2 AS x")
+            .await
+            .unwrap()
+            .checkpoint()
+            .await
+            .unwrap(),
+    );
+    // A writer that died before its commit.
+    std::fs::create_dir(dir.path().join("deadbeef")).unwrap();
+    std::fs::write(
+        dir.path().join("deadbeef/abc-part-00000.parquet"),
+        b"partial",
+    )
+    .unwrap();
+    assert_eq!(ids_in(dir.path()).len(), 3);
+    let keep: HashSet<String> = store
+        .bindings()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.id)
+        .collect();
+
+    // Within every period: nothing goes.
+    let now = Utc::now();
+    let report = store.vacuum(now, lifetimes(), &keep).await.unwrap();
+    assert!(
+        report.checkpoints.is_empty() && report.orphans.is_empty(),
+        "{report:?}"
+    );
+
+    // Two hours on: the orphan is past its grace, the unnamed one is not expired.
+    let report = store
+        .vacuum(now + chrono::Duration::hours(2), lifetimes(), &keep)
+        .await
+        .unwrap();
+    assert_eq!(report.orphans, vec!["deadbeef".to_string()]);
+    assert!(report.checkpoints.is_empty());
+
+    // Two days on: the unnamed one expired; the named one stays.
+    let report = store
+        .vacuum(now + chrono::Duration::days(2), lifetimes(), &keep)
+        .await
+        .unwrap();
+    assert_eq!(report.checkpoints.len(), 1);
+    assert_eq!(ids_in(dir.path()), keep);
+    assert_eq!(
+        ctx.sql("SELECT x FROM kept")
+            .await
+            .unwrap()
+            .count()
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_checkpoint_this_process_reads_is_never_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = dir_ctx(dir.path());
+    let store = ctx.config().store();
+    let live = ctx
+        .sql("SELECT 3 AS x")
+        .await
+        .unwrap()
+        .checkpoint()
+        .await
+        .unwrap();
+    let later = Utc::now() + chrono::Duration::days(30);
+    let report = store
+        .vacuum(later, lifetimes(), &HashSet::new())
+        .await
+        .unwrap();
+    assert!(
+        report.checkpoints.is_empty(),
+        "removed while read: {report:?}"
+    );
+    assert_eq!(live.clone().count().await.unwrap(), 1);
+    drop(live);
+    let report = store
+        .vacuum(later, lifetimes(), &HashSet::new())
+        .await
+        .unwrap();
+    assert_eq!(report.checkpoints.len(), 1);
+}
+
+#[tokio::test]
+async fn drop_keeps_data_a_live_dataframe_reads_and_the_name_goes_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = dir_ctx(dir.path());
+    let df = ctx.sql("SELECT 4 AS x").await.unwrap();
+    ctx.checkpoint_table("c", df, CheckpointKind::Reliable, Materialize::Eager, false)
+        .await
+        .unwrap();
+    let reader = ctx.sql("SELECT x FROM c").await.unwrap();
+    assert!(ctx.drop_checkpoint("c", false).await.unwrap());
+    assert!(
+        ctx.sql("SELECT x FROM c").await.is_err(),
+        "the name is gone"
+    );
+    assert_eq!(reader.clone().count().await.unwrap(), 1, "the data is not");
+    drop(reader);
+    ctx.config().set_lifetimes(Lifetimes {
+        retention: Duration::ZERO,
+        orphan_grace: Duration::ZERO,
+    });
+    let report = ctx.vacuum_checkpoints().await.unwrap();
+    assert_eq!(report.checkpoints.len(), 1);
+    assert!(ids_in(dir.path()).is_empty());
+}
+
+#[tokio::test]
+async fn two_names_on_one_checkpoint_keep_it_until_both_are_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = dir_ctx(dir.path());
+    for name in ["a", "b"] {
+        let df = ctx.sql("SELECT 5 AS x").await.unwrap();
+        ctx.checkpoint_table(
+            name,
+            df,
+            CheckpointKind::Reliable,
+            Materialize::Eager,
+            false,
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        ids_in(dir.path()).len(),
+        1,
+        "equal plans share one checkpoint"
+    );
+    ctx.drop_checkpoint("a", false).await.unwrap();
+    assert_eq!(
+        ctx.sql("SELECT x FROM b")
+            .await
+            .unwrap()
+            .count()
+            .await
+            .unwrap(),
+        1
+    );
+    ctx.drop_checkpoint("b", false).await.unwrap();
+    assert!(ids_in(dir.path()).is_empty());
+}
