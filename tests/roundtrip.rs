@@ -296,3 +296,16 @@ async fn qualified_names_still_resolve_after_a_checkpoint() {
         .unwrap();
     assert_eq!(picked.count().await.unwrap(), 3);
 }
+
+#[tokio::test]
+async fn an_empty_result_commits_on_a_local_disk_and_is_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let sql = "SELECT value AS x FROM range(0, 10) WHERE value > 100";
+    let ctx = crate::common::dir_ctx(dir.path());
+    let df = ctx.sql(sql).await.unwrap().checkpoint().await.unwrap();
+    assert_eq!(df.count().await.unwrap(), 0);
+    let again = crate::common::dir_ctx(dir.path());
+    let reused = again.sql(sql).await.unwrap().checkpoint().await.unwrap();
+    assert_eq!(reused.schema().field(0).name(), "x");
+    assert_eq!(reused.count().await.unwrap(), 0);
+}

@@ -97,8 +97,7 @@ pub(crate) async fn write_checkpoint(
         return Err(e);
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
-    let written: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
-    if let Err(e) = store.make_durable(&id, written.clone()).await {
+    if let Err(e) = store.sync_dirs(&id).await {
         store.remove_attempt(&id, &attempt).await;
         return Err(e);
     }
@@ -215,6 +214,9 @@ async fn write_partition(
         }
         if let Some(w) = writer.as_mut() {
             w.finish().await?;
+            // Each file is made durable as soon as it is whole, while the
+            // other writers still encode.
+            store.sync_file(id, name).await?;
         }
         Ok(())
     }

@@ -249,19 +249,29 @@ impl CheckpointStore {
         }
     }
 
-    /// Makes written data files survive a power cut (a no-op where a
+    /// Makes a written data file survive a power cut (a no-op where a
     /// completed put is already durable).
-    pub(crate) async fn make_durable(&self, id: &str, names: Vec<String>) -> Result<()> {
+    pub(crate) async fn sync_file(&self, id: &str, name: &str) -> Result<()> {
         let Some(root) = self.local_root.clone() else {
             return Ok(());
         };
-        let id = id.to_string();
+        let path = root.join(id).join(name);
+        tokio::task::spawn_blocking(move || fsync(&path))
+            .await
+            .map_err(|e| Error::io("fsync task failed", std::io::Error::other(e)))?
+    }
+
+    /// Makes the entries of a checkpoint's files survive a power cut: its
+    /// directory, and the checkpoint dir that holds that directory.
+    pub(crate) async fn sync_dirs(&self, id: &str) -> Result<()> {
+        let Some(root) = self.local_root.clone() else {
+            return Ok(());
+        };
+        let dir = root.join(id);
         tokio::task::spawn_blocking(move || {
-            let dir = root.join(&id);
-            for name in &names {
-                fsync(&dir.join(name))?;
+            if dir.exists() {
+                fsync(&dir)?;
             }
-            fsync(&dir)?;
             fsync(&root)
         })
         .await
@@ -359,6 +369,9 @@ fn fsync(path: &FsPath) -> Result<()> {
 /// create-only and a reader never sees a partial manifest.
 fn commit_local(dir: &FsPath, tmp: &FsPath, json: &[u8]) -> Result<Commit> {
     let target = dir.join(MANIFEST_FILE);
+    // An empty result has no data files, hence no directory yet.
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("cannot create '{}'", dir.display()), e))?;
     std::fs::write(tmp, json)
         .map_err(|e| Error::io(format!("cannot write '{}'", tmp.display()), e))?;
     fsync(tmp)?;
