@@ -87,6 +87,7 @@ pub struct CairnContextBuilder {
     memory_limit: Option<usize>,
     target_partitions: Option<usize>,
     config: Option<SessionConfig>,
+    url_tables: bool,
 }
 
 impl CairnContextBuilder {
@@ -107,6 +108,13 @@ impl CairnContextBuilder {
     /// How many partitions plans run with (default: the number of cores).
     pub fn target_partitions(mut self, n: usize) -> Self {
         self.target_partitions = Some(n);
+        self
+    }
+
+    /// Lets queries read files by path: `SELECT * FROM 'data.parquet'`
+    /// (as datafusion-cli does). Off by default for programs.
+    pub fn url_tables(mut self, on: bool) -> Self {
+        self.url_tables = on;
         self
     }
 
@@ -148,8 +156,11 @@ impl CairnContextBuilder {
             .with_query_planner(Arc::new(CairnQueryPlanner::default()))
             .with_optimizer_rules(optimizer_rules())
             .build();
-        let ctx = SessionContext::new_with_state(state);
+        let mut ctx = SessionContext::new_with_state(state);
         let schema = install_checkpoint_schema(&ctx, &cairn)?;
+        if self.url_tables {
+            ctx = ctx.enable_url_table();
+        }
         Ok(CairnContext { ctx, cairn, schema })
     }
 }

@@ -14,6 +14,7 @@ pub mod names;
 
 use std::collections::HashMap;
 use std::path::{Path as FsPath, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use bytes::Bytes;
@@ -54,6 +55,14 @@ pub enum Commit {
     Won,
     /// Another writer committed the same id first; its manifest stands.
     Lost,
+}
+
+/// Checkpoint bytes this process has written, for progress displays.
+static BYTES_WRITTEN: AtomicU64 = AtomicU64::new(0);
+
+/// Checkpoint bytes this process has written so far (all dirs).
+pub fn checkpoint_bytes_written() -> u64 {
+    BYTES_WRITTEN.load(Ordering::Relaxed)
 }
 
 /// Process-wide in-memory stores, so that `memory://x` names one store for
@@ -429,6 +438,7 @@ impl ChecksummingWriter {
 impl AsyncFileWriter for ChecksummingWriter {
     fn write(&mut self, bs: Bytes) -> BoxFuture<'_, Result<(), ParquetError>> {
         self.sums.update(&bs);
+        BYTES_WRITTEN.fetch_add(bs.len() as u64, Ordering::Relaxed);
         Box::pin(async move {
             self.inner
                 .put(bs)

@@ -1,0 +1,541 @@
+//! Running input: scripts (`-c`, `-f`, stdin, `\i`) and the interactive
+//! loop, with progress for long statements and Ctrl-C to cancel one.
+
+use std::fs::File;
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use cairn_core::arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
+use cairn_core::arrow::datatypes::SchemaRef;
+use cairn_core::store::checkpoint_bytes_written;
+use cairn_core::{CheckpointKind, LazyCheckpointTable, LocalCheckpointTable};
+use cairn_sql::{ParsedStatement, Session};
+use datafusion::catalog::SchemaProvider;
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rustyline::error::ReadlineError;
+use rustyline::history::DefaultHistory;
+use rustyline::{CompletionType, Config, Editor};
+
+use crate::command::{Command, help};
+use crate::helper::{CairnHelper, Names, is_complete};
+use crate::print::{PrintOptions, print};
+
+/// Why a statement or command did not complete.
+#[derive(Debug)]
+pub enum ShellError {
+    /// The statement failed; the session is as it was before it.
+    Failed(String),
+    /// Ctrl-C.
+    Cancelled,
+    /// The reader of our output went away (`| head`): not an error.
+    BrokenPipe,
+}
+
+impl std::fmt::Display for ShellError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ShellError::Failed(e) => f.write_str(e),
+            ShellError::Cancelled => f.write_str("cancelled"),
+            ShellError::BrokenPipe => f.write_str("output closed"),
+        }
+    }
+}
+
+impl From<cairn_core::Error> for ShellError {
+    fn from(e: cairn_core::Error) -> Self {
+        ShellError::Failed(e.to_string())
+    }
+}
+
+impl From<datafusion::error::DataFusionError> for ShellError {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        ShellError::Failed(e.to_string())
+    }
+}
+
+impl From<io::Error> for ShellError {
+    fn from(e: io::Error) -> Self {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            ShellError::BrokenPipe
+        } else {
+            ShellError::Failed(e.to_string())
+        }
+    }
+}
+
+pub type Result<T, E = ShellError> = std::result::Result<T, E>;
+
+/// What the interactive loop does after a line.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Quit,
+}
+
+/// The shell: a session, how to print, and where to.
+pub struct Shell {
+    session: Session,
+    options: PrintOptions,
+    output: Option<(PathBuf, File)>,
+    names: Option<Arc<std::sync::RwLock<Names>>>,
+}
+
+impl Shell {
+    pub fn new(session: Session, options: PrintOptions) -> Self {
+        Self {
+            session,
+            options,
+            output: None,
+            names: None,
+        }
+    }
+
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    pub fn options(&self) -> &PrintOptions {
+        &self.options
+    }
+
+    fn out(&mut self) -> Box<dyn Write + '_> {
+        match &mut self.output {
+            Some((_, file)) => Box::new(file),
+            None => Box::new(io::stdout().lock()),
+        }
+    }
+
+    fn show(
+        &mut self,
+        schema: &SchemaRef,
+        batches: &[RecordBatch],
+        elapsed: Duration,
+    ) -> Result<()> {
+        let options = self.options.clone();
+        let mut out = self.out();
+        print(&mut out, schema, batches, &options, elapsed)?;
+        out.flush()?;
+        Ok(())
+    }
+
+    /// Runs input as a script: SQL statements and meta-commands (one per
+    /// line) in order. Stops at the first failure.
+    pub async fn run_input(&mut self, input: &str) -> Result<Flow> {
+        // Each chunk starts with as many blank lines as the input has
+        // before it, so that errors give positions in the whole input.
+        let mut sql = String::new();
+        for (number, line) in input.lines().enumerate() {
+            if sql.trim().is_empty() && line.trim_start().starts_with('\\') {
+                sql.clear();
+                if self.run_command(line).await? == Flow::Quit {
+                    return Ok(Flow::Quit);
+                }
+                continue;
+            }
+            if sql.trim().is_empty() {
+                sql = "\n".repeat(number);
+            }
+            sql.push_str(line);
+            sql.push('\n');
+            if is_complete(&sql) {
+                self.run_sql(&sql).await?;
+                sql.clear();
+            }
+        }
+        if !sql.trim().is_empty() {
+            self.run_sql(&sql).await?;
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Runs every statement of `sql`, printing each result.
+    pub async fn run_sql(&mut self, sql: &str) -> Result<()> {
+        let statements = self.session.parse(sql)?;
+        for statement in &statements {
+            self.run_statement(statement).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs one statement, with a progress line after a second on a
+    /// terminal, and Ctrl-C to cancel it.
+    pub async fn run_statement(&mut self, statement: &ParsedStatement) -> Result<()> {
+        let started = Instant::now();
+        let rows = Arc::new(AtomicU64::new(0));
+        let progress = (!self.options.quiet && io::stderr().is_terminal())
+            .then(|| Progress::start(Arc::clone(&rows)));
+        let session = self.session.clone();
+        let work = run_collecting(&session, statement, Arc::clone(&rows));
+        let result = tokio::select! {
+            r = work => r,
+            _ = tokio::signal::ctrl_c() => Err(ShellError::Cancelled),
+        };
+        if let Some(p) = progress {
+            p.finish().await;
+        }
+        let (schema, batches) = result?;
+        self.show(&schema, &batches, started.elapsed())?;
+        self.refresh_names().await;
+        Ok(())
+    }
+
+    /// Runs a meta-command.
+    pub async fn run_command(&mut self, line: &str) -> Result<Flow> {
+        let command: Command = line.parse().map_err(ShellError::Failed)?;
+        match command {
+            Command::Help => {
+                let mut out = self.out();
+                write!(out, "{}", help())?;
+            }
+            Command::Quit => return Ok(Flow::Quit),
+            Command::ListTables => {
+                let (schema, batches) = self.list_tables().await?;
+                self.show(&schema, &batches, Duration::ZERO)?;
+            }
+            Command::Describe(name) => {
+                let sql = format!(
+                    "SELECT column_name, data_type, is_nullable FROM information_schema.columns \
+                     WHERE table_name = '{}' ORDER BY ordinal_position",
+                    name.replace('\'', "''")
+                );
+                let (schema, batches) = self.query(&sql).await?;
+                if batches.iter().all(|b| b.num_rows() == 0) {
+                    return Err(ShellError::Failed(format!(
+                        "table '{name}' not found; \\d lists the tables"
+                    )));
+                }
+                self.show(&schema, &batches, Duration::ZERO)?;
+            }
+            Command::Checkpoints => {
+                let batch = self.checkpoint_listing().await?;
+                self.show(&batch.schema(), &[batch], Duration::ZERO)?;
+            }
+            Command::Timing(on) => {
+                self.options.timing = on.unwrap_or(!self.options.timing);
+                self.note(&format!(
+                    "Timing is {}.",
+                    if self.options.timing { "on" } else { "off" }
+                ))?;
+            }
+            Command::Format(format) => self.options.format = format,
+            Command::MaxRows(n) => self.options.max_rows = n,
+            Command::Include(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    ShellError::Failed(format!("cannot read '{}': {e}", path.display()))
+                })?;
+                return Box::pin(self.run_input(&text)).await;
+            }
+            Command::Output(None) => self.output = None,
+            Command::Output(Some(path)) => {
+                let file = File::create(&path).map_err(|e| {
+                    ShellError::Failed(format!("cannot write '{}': {e}", path.display()))
+                })?;
+                self.output = Some((path, file));
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn note(&mut self, text: &str) -> Result<()> {
+        if !self.options.quiet {
+            writeln!(io::stderr(), "{text}")?;
+        }
+        Ok(())
+    }
+
+    async fn query(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let output = self.session.sql(sql).await?;
+        let last = output
+            .into_iter()
+            .last()
+            .ok_or_else(|| ShellError::Failed("no result".into()))?;
+        Ok((last.schema, last.batches))
+    }
+
+    async fn list_tables(&self) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let mut names = Vec::new();
+        let mut kinds = Vec::new();
+        if let Some(schema) = public_schema(self.session()) {
+            let mut tables = schema.table_names();
+            tables.sort();
+            for name in tables {
+                let Some(table) = schema.table(&name).await? else {
+                    continue;
+                };
+                let kind = if table.downcast_ref::<LocalCheckpointTable>().is_some() {
+                    "local checkpoint".to_string()
+                } else if table.downcast_ref::<LazyCheckpointTable>().is_some() {
+                    "lazy checkpoint".to_string()
+                } else if table
+                    .downcast_ref::<cairn_core::CheckpointTable>()
+                    .is_some()
+                {
+                    "checkpoint".to_string()
+                } else {
+                    table.table_type().to_string().to_lowercase()
+                };
+                names.push(name);
+                kinds.push(kind);
+            }
+        }
+        let batch = RecordBatch::try_from_iter(vec![
+            ("name", Arc::new(StringArray::from(names)) as ArrayRef),
+            ("kind", Arc::new(StringArray::from(kinds)) as ArrayRef),
+        ])
+        .map_err(|e| ShellError::Failed(e.to_string()))?;
+        Ok((batch.schema(), vec![batch]))
+    }
+
+    async fn checkpoint_listing(&self) -> Result<RecordBatch> {
+        let infos = self.session.context().checkpoints().await?;
+        let now = chrono_now();
+        let text = |v: Vec<Option<String>>| Arc::new(StringArray::from(v)) as ArrayRef;
+        RecordBatch::try_from_iter(vec![
+            (
+                "name",
+                text(infos.iter().map(|i| Some(i.name.clone())).collect()),
+            ),
+            (
+                "kind",
+                text(infos.iter().map(|i| Some(i.kind.to_string())).collect()),
+            ),
+            (
+                "rows",
+                Arc::new(UInt64Array::from(
+                    infos.iter().map(|i| i.rows).collect::<Vec<_>>(),
+                )) as ArrayRef,
+            ),
+            (
+                "size",
+                text(infos.iter().map(|i| i.bytes.map(human_bytes)).collect()),
+            ),
+            (
+                "age",
+                text(
+                    infos
+                        .iter()
+                        .map(|i| i.created.map(|c| human_age(now - c.timestamp())))
+                        .collect(),
+                ),
+            ),
+            (
+                "stale",
+                text(
+                    infos
+                        .iter()
+                        .map(|i| match (i.kind, i.stale) {
+                            (CheckpointKind::Local, _) => None,
+                            (_, Some(s)) => Some(if s { "yes" } else { "no" }.to_string()),
+                            (_, None) => Some("unknown".to_string()),
+                        })
+                        .collect(),
+                ),
+            ),
+            (
+                "location",
+                text(infos.iter().map(|i| Some(i.location.clone())).collect()),
+            ),
+        ])
+        .map_err(|e| ShellError::Failed(e.to_string()))
+    }
+
+    /// Refreshes the names completion offers.
+    async fn refresh_names(&self) {
+        let Some(names) = &self.names else { return };
+        let Some(schema) = public_schema(self.session()) else {
+            return;
+        };
+        let mut fresh = Names::default();
+        for table in schema.table_names() {
+            if let Ok(Some(t)) = schema.table(&table).await {
+                for field in t.schema().fields() {
+                    if !fresh.columns.contains(field.name()) {
+                        fresh.columns.push(field.name().clone());
+                    }
+                }
+            }
+            fresh.tables.push(table);
+        }
+        if let Ok(infos) = self.session.context().checkpoints().await {
+            fresh.checkpoints = infos.into_iter().map(|i| i.name).collect();
+        }
+        *names.write().expect("names poisoned") = fresh;
+    }
+
+    /// The interactive loop.
+    pub async fn interactive(&mut self, history: Option<PathBuf>) -> anyhow::Result<()> {
+        let color = io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let helper = CairnHelper::new(color);
+        self.names = Some(helper.names());
+        self.refresh_names().await;
+        let config = Config::builder()
+            .auto_add_history(false)
+            .completion_type(CompletionType::List)
+            .max_history_size(10_000)?
+            .build();
+        let mut editor: Editor<CairnHelper, DefaultHistory> = Editor::with_config(config)?;
+        editor.set_helper(Some(helper));
+        if let Some(path) = &history {
+            let _ = editor.load_history(path);
+        }
+        if !self.options.quiet {
+            println!(
+                "Cairn {} (DataFusion 55) · checkpoints in {}\nType \\? for help, \\q or Ctrl-D to quit.",
+                env!("CARGO_PKG_VERSION"),
+                self.session.context().checkpoint_dir()
+            );
+        }
+        loop {
+            match editor.readline("cairn> ") {
+                Ok(line) => {
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    editor.add_history_entry(line.trim_end())?;
+                    if let Some(path) = &history {
+                        let _ = editor.append_history(path);
+                    }
+                    match self.run_input(&line).await {
+                        Ok(Flow::Quit) => break,
+                        Ok(Flow::Continue) => {}
+                        Err(ShellError::Cancelled) => eprintln!("Cancelled."),
+                        Err(ShellError::BrokenPipe) => {}
+                        Err(e) => eprintln!("Error: {e}"),
+                    }
+                }
+                Err(ReadlineError::Interrupted) => continue,
+                Err(ReadlineError::Eof) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs a statement and collects its result, counting rows as they come.
+async fn run_collecting(
+    session: &Session,
+    statement: &ParsedStatement,
+    rows: Arc<AtomicU64>,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let df = session.execute(statement).await?;
+    let task_ctx = Arc::new(df.task_ctx());
+    let plan: Arc<dyn ExecutionPlan> = df.create_physical_plan().await?;
+    let schema = plan.schema();
+    let mut stream = execute_stream(plan, task_ctx)?;
+    let mut batches = Vec::new();
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        batches.push(batch);
+    }
+    Ok((schema, batches))
+}
+
+fn public_schema(session: &Session) -> Option<Arc<dyn SchemaProvider>> {
+    let ctx = session.context();
+    let state = ctx.state();
+    let options = &state.config_options().catalog;
+    ctx.catalog(&options.default_catalog)?
+        .schema(&options.default_schema)
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+pub fn human_age(seconds: i64) -> String {
+    let s = seconds.max(0);
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        3600..86_400 => format!("{} h", s / 3600),
+        _ => format!("{} d", s / 86_400),
+    }
+}
+
+/// The live progress line of a long statement, on stderr.
+struct Progress {
+    stop: Arc<tokio::sync::Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Progress {
+    fn start(rows: Arc<AtomicU64>) -> Self {
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let stopped = Arc::clone(&stop);
+        let written_before = checkpoint_bytes_written();
+        let task = tokio::spawn(async move {
+            // Quick statements show nothing.
+            tokio::select! {
+                _ = stopped.notified() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(120));
+            loop {
+                let written = checkpoint_bytes_written().saturating_sub(written_before);
+                let mut msg = format!("{} rows", rows.load(Ordering::Relaxed));
+                if written > 0 {
+                    msg.push_str(&format!(" · {} checkpointed", human_bytes(written)));
+                }
+                msg.push_str(" · Ctrl-C cancels");
+                bar.set_message(msg);
+                tokio::select! {
+                    _ = stopped.notified() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+            }
+            bar.finish_and_clear();
+        });
+        Self { stop, task }
+    }
+
+    /// Clears the line before anything else is printed.
+    async fn finish(self) {
+        self.stop.notify_one();
+        let _ = self.task.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_ages_read_like_people_write_them() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
+        assert_eq!(human_age(42), "42 s");
+        assert_eq!(human_age(3 * 3600 + 5), "3 h");
+        assert_eq!(human_age(3 * 86_400), "3 d");
+    }
+}

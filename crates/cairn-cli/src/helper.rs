@@ -1,0 +1,330 @@
+//! Line editing: statements continue until `;`, tab completes keywords,
+//! meta-commands, tables, columns and checkpoints, and SQL is highlighted.
+
+use std::borrow::Cow;
+use std::sync::{Arc, RwLock};
+
+use datafusion::sql::sqlparser::keywords::ALL_KEYWORDS;
+use rustyline::completion::{Completer, Pair};
+use rustyline::highlight::{CmdKind, Highlighter};
+use rustyline::hint::Hinter;
+use rustyline::validate::{ValidationContext, ValidationResult, Validator};
+use rustyline::{Context, Helper};
+
+use crate::command::META_COMMANDS;
+
+/// Words of Cairn's statements, completed like keywords.
+const CAIRN_WORDS: &[&str] = &[
+    "CHECKPOINT",
+    "CHECKPOINTS",
+    "LAZY",
+    "LOCAL",
+    "LINEAGE",
+    "REFRESH",
+    "VACUUM",
+];
+
+/// Names the completer offers, refreshed by the shell after each statement.
+#[derive(Debug, Default)]
+pub struct Names {
+    pub tables: Vec<String>,
+    pub columns: Vec<String>,
+    pub checkpoints: Vec<String>,
+}
+
+/// Cairn's rustyline helper.
+#[derive(Debug, Default, Clone)]
+pub struct CairnHelper {
+    names: Arc<RwLock<Names>>,
+    color: bool,
+}
+
+impl CairnHelper {
+    pub fn new(color: bool) -> Self {
+        Self {
+            names: Arc::default(),
+            color,
+        }
+    }
+
+    /// Where the shell puts fresh names.
+    pub fn names(&self) -> Arc<RwLock<Names>> {
+        Arc::clone(&self.names)
+    }
+
+    /// Completion candidates for the word `prefix` on a line starting with `line_start`.
+    pub fn candidates(&self, line_start: &str, prefix: &str) -> Vec<String> {
+        if line_start.trim().is_empty() && prefix.starts_with('\\') {
+            return META_COMMANDS
+                .iter()
+                .map(|(c, _)| c.split_whitespace().next().unwrap_or(c).to_string())
+                .filter(|c| c.starts_with(prefix))
+                .collect();
+        }
+        if prefix.is_empty() {
+            return Vec::new();
+        }
+        let upper = prefix.to_ascii_uppercase();
+        let lower_typed = prefix.chars().all(|c| !c.is_ascii_uppercase());
+        let mut out: Vec<String> = Vec::new();
+        let names = self.names.read().expect("names poisoned");
+        for name in names
+            .tables
+            .iter()
+            .chain(&names.checkpoints)
+            .chain(&names.columns)
+        {
+            if name.starts_with(prefix) && !out.contains(name) {
+                out.push(name.clone());
+            }
+        }
+        for word in ALL_KEYWORDS
+            .iter()
+            .copied()
+            .chain(CAIRN_WORDS.iter().copied())
+        {
+            if word.starts_with(&upper) {
+                let word = if lower_typed {
+                    word.to_ascii_lowercase()
+                } else {
+                    word.to_string()
+                };
+                if !out.contains(&word) {
+                    out.push(word);
+                }
+            }
+        }
+        out
+    }
+}
+
+fn word_start(line: &str, pos: usize) -> usize {
+    line[..pos]
+        .char_indices()
+        .rev()
+        .find(|(_, c)| !(c.is_alphanumeric() || *c == '_' || *c == '\\'))
+        .map(|(i, c)| i + c.len_utf8())
+        .unwrap_or(0)
+}
+
+impl Completer for CairnHelper {
+    type Candidate = Pair;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let start = word_start(line, pos);
+        let candidates = self
+            .candidates(&line[..start], &line[start..pos])
+            .into_iter()
+            .map(|c| Pair {
+                display: c.clone(),
+                replacement: c,
+            })
+            .collect();
+        Ok((start, candidates))
+    }
+}
+
+impl Hinter for CairnHelper {
+    type Hint = String;
+}
+
+/// True when `input` is a whole statement: a meta-command, or SQL whose
+/// last non-blank character, outside quotes and comments, is `;`.
+pub fn is_complete(input: &str) -> bool {
+    let trimmed = input.trim();
+    if trimmed.is_empty() || trimmed.starts_with('\\') {
+        return true;
+    }
+    let mut quote: Option<char> = None;
+    let mut last = None;
+    let mut chars = input.chars().peekable();
+    while let Some(c) = chars.next() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None => match c {
+                '\'' | '"' => {
+                    quote = Some(c);
+                    last = Some(c);
+                }
+                '-' if chars.peek() == Some(&'-') => {
+                    // A comment runs to the end of its line.
+                    for c in chars.by_ref() {
+                        if c == '\n' {
+                            break;
+                        }
+                    }
+                }
+                c if c.is_whitespace() => {}
+                c => last = Some(c),
+            },
+        }
+    }
+    quote.is_none() && last == Some(';')
+}
+
+impl Validator for CairnHelper {
+    fn validate(&self, ctx: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
+        Ok(if is_complete(ctx.input()) {
+            ValidationResult::Valid(None)
+        } else {
+            ValidationResult::Incomplete
+        })
+    }
+}
+
+const KEYWORD: &str = "\x1b[1;34m";
+const STRING: &str = "\x1b[32m";
+const NUMBER: &str = "\x1b[33m";
+const COMMENT: &str = "\x1b[2m";
+const RESET: &str = "\x1b[0m";
+
+/// `line` with keywords, strings, numbers and comments colored.
+pub fn highlight_sql(line: &str) -> String {
+    let mut out = String::with_capacity(line.len() * 2);
+    let chars: Vec<(usize, char)> = line.char_indices().collect();
+    let mut i = 0;
+    let text = |a: usize, b: usize| &line[chars[a].0..chars.get(b).map_or(line.len(), |c| c.0)];
+    while i < chars.len() {
+        let c = chars[i].1;
+        let start = i;
+        if c == '\'' || c == '"' {
+            i += 1;
+            while i < chars.len() && chars[i].1 != c {
+                i += 1;
+            }
+            i = (i + 1).min(chars.len());
+            let color = if c == '\'' { STRING } else { "" };
+            out.push_str(color);
+            out.push_str(text(start, i));
+            if !color.is_empty() {
+                out.push_str(RESET);
+            }
+        } else if c == '-' && chars.get(i + 1).is_some_and(|n| n.1 == '-') {
+            while i < chars.len() && chars[i].1 != '\n' {
+                i += 1;
+            }
+            out.push_str(COMMENT);
+            out.push_str(text(start, i));
+            out.push_str(RESET);
+        } else if c.is_alphabetic() || c == '_' {
+            while i < chars.len() && (chars[i].1.is_alphanumeric() || chars[i].1 == '_') {
+                i += 1;
+            }
+            let word = text(start, i);
+            let upper = word.to_ascii_uppercase();
+            if ALL_KEYWORDS.binary_search(&upper.as_str()).is_ok()
+                || CAIRN_WORDS.contains(&upper.as_str())
+            {
+                out.push_str(KEYWORD);
+                out.push_str(word);
+                out.push_str(RESET);
+            } else {
+                out.push_str(word);
+            }
+        } else if c.is_ascii_digit() {
+            while i < chars.len() && (chars[i].1.is_ascii_digit() || chars[i].1 == '.') {
+                i += 1;
+            }
+            out.push_str(NUMBER);
+            out.push_str(text(start, i));
+            out.push_str(RESET);
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    out
+}
+
+impl Highlighter for CairnHelper {
+    fn highlight<'l>(&self, line: &'l str, _pos: usize) -> Cow<'l, str> {
+        if self.color && !line.trim_start().starts_with('\\') {
+            Cow::Owned(highlight_sql(line))
+        } else {
+            Cow::Borrowed(line)
+        }
+    }
+
+    fn highlight_char(&self, _line: &str, _pos: usize, _kind: CmdKind) -> bool {
+        self.color
+    }
+}
+
+impl Helper for CairnHelper {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_end_at_a_semicolon_outside_quotes_and_comments() {
+        assert!(is_complete("SELECT 1;"));
+        assert!(is_complete("SELECT 1;  \n"));
+        assert!(is_complete("\\d"));
+        assert!(!is_complete("SELECT 1"));
+        assert!(!is_complete("SELECT ';'"));
+        assert!(!is_complete("SELECT 'a;"));
+        assert!(!is_complete("SELECT 1 -- done;"));
+        assert!(is_complete("SELECT 1; -- a comment"));
+    }
+
+    #[test]
+    fn completion_offers_keywords_names_and_meta_commands() {
+        let helper = CairnHelper::new(false);
+        {
+            let names = helper.names();
+            let mut names = names.write().unwrap();
+            names.tables = vec!["ranks".into(), "edges".into()];
+            names.columns = vec!["rank".into()];
+            names.checkpoints = vec!["ranks_v2".into()];
+        }
+        let got = helper.candidates("SELECT * FROM ", "ra");
+        assert!(
+            got.contains(&"ranks".into()) && got.contains(&"ranks_v2".into()),
+            "{got:?}"
+        );
+        assert!(
+            got.contains(&"rank".into()) && got.contains(&"range".into()),
+            "{got:?}"
+        );
+        assert!(
+            helper
+                .candidates("", "CHECKP")
+                .contains(&"CHECKPOINT".into())
+        );
+        assert!(
+            helper
+                .candidates("", "checkp")
+                .contains(&"checkpoint".into())
+        );
+        let meta = helper.candidates("", "\\ti");
+        assert_eq!(meta, vec!["\\timing".to_string()]);
+    }
+
+    #[test]
+    fn highlighting_keeps_the_text() {
+        let line = "select 'a;b', 42 from t -- note";
+        let colored = highlight_sql(line);
+        let plain: String = {
+            let mut s = String::new();
+            let mut skip = false;
+            for c in colored.chars() {
+                match (skip, c) {
+                    (false, '\x1b') => skip = true,
+                    (true, 'm') => skip = false,
+                    (true, _) => {}
+                    (false, c) => s.push(c),
+                }
+            }
+            s
+        };
+        assert_eq!(plain, line);
+        assert!(colored.contains("\x1b[1;34mselect"));
+    }
+}

@@ -1,0 +1,319 @@
+//! The `cairn` binary end to end, as a process: `-c`, `-f` and stdin, every
+//! output format, exit codes and error text, and, through a pseudo-terminal,
+//! multi-line input, completion, history and Ctrl-C.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
+
+fn cairn(dir: &Path, args: &[&str]) -> Output {
+    Command::new(CAIRN)
+        .arg("--checkpoint-dir")
+        .arg(dir)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("cairn runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+const DATA: &str =
+    "SELECT * FROM (VALUES (1, 'one'), (2, NULL), (3, 'three')) AS t(n, s) ORDER BY n";
+
+#[test]
+fn every_format_prints_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |format: &str| stdout(&cairn(dir.path(), &["--format", format, "-c", DATA]));
+    assert_eq!(run("csv"), "n,s\n1,one\n2,NULL\n3,three\n");
+    assert_eq!(run("tsv"), "n\ts\n1\tone\n2\tNULL\n3\tthree\n");
+    assert_eq!(
+        run("json"),
+        "[{\"n\":1,\"s\":\"one\"},{\"n\":2},{\"n\":3,\"s\":\"three\"}]\n"
+    );
+    assert_eq!(
+        run("ndjson"),
+        "{\"n\":1,\"s\":\"one\"}\n{\"n\":2}\n{\"n\":3,\"s\":\"three\"}\n"
+    );
+    assert_eq!(
+        run("markdown"),
+        "| n | s |\n|---|---|\n| 1 | one |\n| 2 | NULL |\n| 3 | three |\n"
+    );
+    let table = run("table");
+    let expected = "\
+┌───────┬───────┐
+│   n   ┆   s   │
+│ Int64 ┆  Utf8 │
+╞═══════╪═══════╡
+│     1 ┆ one   │
+│     2 ┆ NULL  │
+│     3 ┆ three │
+└───────┴───────┘
+(3 rows)
+";
+    assert_eq!(table, expected);
+}
+
+#[test]
+fn tables_cap_their_rows_and_say_how_many_were_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = stdout(&cairn(
+        dir.path(),
+        &["--maxrows", "2", "-c", "SELECT value FROM range(0, 10)"],
+    ));
+    assert!(
+        out.ends_with("(10 rows, 2 shown; \\maxrows N or \\maxrows all shows more)\n"),
+        "{out}"
+    );
+    let out = stdout(&cairn(
+        dir.path(),
+        &[
+            "-c",
+            "\\maxrows all",
+            "-c",
+            "SELECT value FROM range(0, 50)",
+        ],
+    ));
+    assert!(out.ends_with("(50 rows)\n"), "{out}");
+}
+
+#[test]
+fn commands_and_files_run_in_order_and_share_the_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("script.sql");
+    std::fs::write(
+        &script,
+        "CREATE TABLE t AS SELECT value AS v FROM range(0, 4);\n\
+         \\format csv\n\
+         SELECT sum(v) AS total\n  FROM t;\n",
+    )
+    .unwrap();
+    let out = cairn(
+        dir.path(),
+        &[
+            "-c",
+            "SELECT 'first' AS step",
+            "-f",
+            script.to_str().unwrap(),
+            "-c",
+            "SELECT count(*) AS n FROM t",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("first"), "{text}");
+    assert!(text.ends_with("total\n6\nn\n4\n"), "{text}");
+}
+
+#[test]
+fn sql_on_stdin_runs_when_no_command_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(CAIRN)
+        .args([
+            "--checkpoint-dir",
+            dir.path().to_str().unwrap(),
+            "--format",
+            "csv",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"SELECT 40 + 2 AS answer;\nSELECT 'bye' AS word;\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(stdout(&out), "answer\n42\nword\nbye\n");
+}
+
+#[test]
+fn the_first_failure_stops_the_script_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cairn(
+        dir.path(),
+        &[
+            "--format",
+            "csv",
+            "-c",
+            "SELECT 1 AS a; SELECT nope FROM (SELECT 1 AS x); SELECT 3 AS c",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout(&out), "a\n1\n");
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("Error: Schema error: No field named nope."),
+        "{err}"
+    );
+    assert!(
+        !err.contains("DataFusionError") && !err.contains("panicked"),
+        "{err}"
+    );
+}
+
+#[test]
+fn parse_errors_say_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cairn(
+        dir.path(),
+        &["-c", "SELECT 1;\nCHECKPOINT TABLE t SELECT 1"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("Expected: AS followed by a query, found: SELECT at Line: 2, Column: 20"),
+        "{err}"
+    );
+    let out = cairn(dir.path(), &["-c", "\\frobnicate"]);
+    assert_eq!(
+        stderr(&out),
+        "Error: unknown command '\\frobnicate'; \\? lists the commands\n"
+    );
+}
+
+#[test]
+fn a_checkpoint_made_by_one_process_is_read_by_name_in_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = cairn(
+        dir.path(),
+        &[
+            "--quiet",
+            "-c",
+            "CHECKPOINT TABLE squares AS SELECT value * value AS sq FROM range(0, 100)",
+        ],
+    );
+    assert!(first.status.success(), "{}", stderr(&first));
+    let second = cairn(
+        dir.path(),
+        &["--format", "csv", "-c", "SELECT sum(sq) AS s FROM squares"],
+    );
+    assert_eq!(stdout(&second), "s\n328350\n");
+    let listing = stdout(&cairn(
+        dir.path(),
+        &["--format", "csv", "-c", "\\checkpoints"],
+    ));
+    assert!(
+        listing.starts_with("name,kind,rows,size,age,stale,location\nsquares,reliable,100,"),
+        "{listing}"
+    );
+}
+
+#[test]
+fn files_are_queried_by_path_and_written_with_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("out.parquet");
+    let f = file.to_str().unwrap();
+    let copy = format!("COPY (SELECT value AS v FROM range(0, 10)) TO '{f}' STORED AS PARQUET");
+    let out = cairn(
+        dir.path(),
+        &[
+            "--format",
+            "csv",
+            "-c",
+            &copy,
+            "-c",
+            &format!("SELECT count(*) AS n FROM '{f}'"),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).ends_with("n\n10\n"), "{}", stdout(&out));
+}
+
+#[test]
+fn help_shows_a_first_session() {
+    let out = Command::new(CAIRN).arg("--help").output().unwrap();
+    let text = stdout(&out);
+    assert!(
+        text.contains("--checkpoint-dir") && text.contains("--memory-limit"),
+        "{text}"
+    );
+    assert!(text.contains("CHECKPOINT TABLE degrees"), "{text}");
+}
+
+/// Through a pseudo-terminal, as a person types.
+mod terminal {
+    use super::*;
+    use rexpect::session::{PtySession, spawn_command};
+
+    fn shell(dir: &Path) -> PtySession {
+        let mut command = Command::new(CAIRN);
+        command
+            .arg("--checkpoint-dir")
+            .arg(dir.join("ckpt"))
+            .env("CAIRN_HISTORY", dir.join("history"))
+            .env("NO_COLOR", "1")
+            .env("TERM", "xterm-256color");
+        let mut session = spawn_command(command, Some(60_000)).expect("a pty");
+        session.exp_string("\\q or Ctrl-D to quit").unwrap();
+        session
+    }
+
+    /// Waits for `text`, then for the prompt after it: input typed while a
+    /// statement runs is dropped when the line editor takes the terminal back.
+    fn expect_then_prompt(s: &mut PtySession, text: &str) {
+        s.exp_string(text).unwrap();
+        s.exp_string("cairn> ").unwrap();
+    }
+
+    #[test]
+    fn multi_line_statements_completion_history_and_ctrl_c() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = shell(dir.path());
+
+        // A statement over two lines runs when it ends with ';'.
+        s.send_line("SELECT 20 + 22").unwrap();
+        s.send_line("  AS answer;").unwrap();
+        s.exp_string("42").unwrap();
+        expect_then_prompt(&mut s, "(1 row)");
+
+        // Tab completes a table name.
+        s.send_line("CREATE TABLE measurements AS SELECT value AS v FROM range(0, 3);")
+            .unwrap();
+        expect_then_prompt(&mut s, "range(0, 3);");
+        s.send("SELECT count(*) AS n FROM measurem\t").unwrap();
+        s.flush().unwrap();
+        s.exp_string("FROM measurements").unwrap();
+        s.send_line(";").unwrap();
+        s.exp_string("     3 ").unwrap();
+        expect_then_prompt(&mut s, "(1 row)");
+
+        // Up recalls the last statement.
+        s.send("\x1b[A").unwrap();
+        s.flush().unwrap();
+        s.exp_string("FROM measurements;").unwrap();
+        s.send_line("").unwrap();
+        s.exp_string("     3 ").unwrap();
+        expect_then_prompt(&mut s, "(1 row)");
+
+        // Ctrl-C cancels a long statement; the shell stays.
+        s.send_line("SELECT count(*) FROM range(0, 100000000000) WHERE value % 7 = 3;")
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        s.send_control('c').unwrap();
+        expect_then_prompt(&mut s, "Cancelled.");
+        s.send_line("SELECT 'still here' AS status;").unwrap();
+        s.exp_string("still here").unwrap();
+        expect_then_prompt(&mut s, "(1 row)");
+
+        s.send_line("\\q").unwrap();
+        s.exp_eof().unwrap();
+        let history = std::fs::read_to_string(dir.path().join("history")).unwrap();
+        assert!(
+            history.contains("SELECT count(*) AS n FROM measurements;"),
+            "{history}"
+        );
+    }
+}
