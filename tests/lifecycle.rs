@@ -191,3 +191,71 @@ async fn two_names_on_one_checkpoint_keep_it_until_both_are_dropped() {
     ctx.drop_checkpoint("b", false).await.unwrap();
     assert!(ids_in(dir.path()).is_empty());
 }
+
+/// A loop that checkpoints every second iteration keeps only the last two
+/// checkpoints on disk, never removing one that a live DataFrame reads.
+#[tokio::test]
+async fn a_periodic_checkpointer_keeps_the_last_n() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = dir_ctx(dir.path());
+    let mut periodic = cairn::PeriodicCheckpointer::new(2, 2).unwrap();
+    let mut df = ctx
+        .sql("SELECT value AS x FROM range(0, 1000)")
+        .await
+        .unwrap();
+    let mut held = None;
+    for i in 1..=10 {
+        df = periodic
+            .update(df.select_exprs(&["x + 1 AS x"]).unwrap())
+            .await
+            .unwrap();
+        if i == 4 {
+            held = Some(df.clone()); // a DataFrame still reading iteration 4's checkpoint
+        }
+    }
+    assert_eq!(periodic.updates(), 10);
+    let kept: HashSet<String> = periodic.kept().into_iter().collect();
+    assert_eq!(kept.len(), 2);
+    let held = held.unwrap();
+    let on_disk = ids_in(dir.path());
+    assert_eq!(
+        on_disk.len(),
+        3,
+        "the last two and the held one: {on_disk:?}"
+    );
+    assert!(kept.is_subset(&on_disk));
+
+    // The held DataFrame still reads its rows; once it is gone, the next
+    // checkpoint removes its checkpoint.
+    let held_sum = crate::common::scalar(
+        held.aggregate(
+            vec![],
+            vec![cairn::datafusion::functions_aggregate::expr_fn::sum(col(
+                "x",
+            ))],
+        )
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(held_sum, (4..1004).sum::<i64>().to_string());
+    let df = periodic
+        .update(df.select_exprs(&["x + 1 AS x"]).unwrap())
+        .await
+        .unwrap();
+    let df = periodic
+        .update(df.select_exprs(&["x + 1 AS x"]).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(ids_in(dir.path()).len(), 2);
+    let total = crate::common::scalar(
+        df.aggregate(
+            vec![],
+            vec![cairn::datafusion::functions_aggregate::expr_fn::sum(col(
+                "x",
+            ))],
+        )
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(total, (12..1012).sum::<i64>().to_string());
+}

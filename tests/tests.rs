@@ -8,17 +8,23 @@
 //! - `dirs`: bad checkpoint dirs and inputs give clear errors and lose nothing
 //! - `projections`: DataFusion 55's stacked-projection bug stays fixed
 //! - `local`: local checkpoints, in memory and spilling under a memory limit
+//! - `full_disk`: storage that fills up mid-write commits nothing and loses nothing
 //! - `integrity`: flipped bytes and truncated files are caught on read
+//! - `resume`: a killed iterative job resumes from its last checkpoint
+//! - `races`: concurrent writers of one checkpoint: one commit wins, both answer
 //! - `lifecycle`: named, unnamed and orphaned checkpoints live as long as they should
 
 mod common;
 
 mod atomicity;
 mod dirs;
+mod full_disk;
 mod integrity;
 mod lifecycle;
 mod local;
 mod plans;
 mod projections;
+mod races;
+mod resume;
 mod reuse;
 mod roundtrip;

@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::node::Materialized;
 use crate::optimizer::optimizer_rules;
 use crate::planner::CairnQueryPlanner;
+use crate::recover::OnCorrupt;
 use crate::scan::CheckpointTable;
 use crate::store::CheckpointStore;
 use crate::store::lifecycle::Lifetimes;
@@ -28,6 +29,7 @@ pub struct CairnConfig {
     store: RwLock<Arc<CheckpointStore>>,
     write: RwLock<WriteOptions>,
     lifetimes: RwLock<Lifetimes>,
+    on_corrupt: RwLock<OnCorrupt>,
 }
 
 impl CairnConfig {
@@ -36,7 +38,17 @@ impl CairnConfig {
             store: RwLock::new(store),
             write: RwLock::new(WriteOptions::default()),
             lifetimes: RwLock::new(Lifetimes::default()),
+            on_corrupt: RwLock::new(OnCorrupt::default()),
         }
+    }
+
+    /// What happens when a committed checkpoint is found damaged.
+    pub fn on_corrupt(&self) -> OnCorrupt {
+        *self.on_corrupt.read().expect("cairn config poisoned")
+    }
+
+    pub fn set_on_corrupt(&self, policy: OnCorrupt) {
+        *self.on_corrupt.write().expect("cairn config poisoned") = policy;
     }
 
     /// How long unnamed checkpoints and abandoned directories are kept.
@@ -84,6 +96,7 @@ pub fn default_checkpoint_dir() -> PathBuf {
 #[derive(Debug, Default)]
 pub struct CairnContextBuilder {
     checkpoint_dir: Option<String>,
+    checkpoint_store: Option<Arc<CheckpointStore>>,
     memory_limit: Option<usize>,
     target_partitions: Option<usize>,
     config: Option<SessionConfig>,
@@ -95,6 +108,14 @@ impl CairnContextBuilder {
     /// `memory://name`. Default: [`default_checkpoint_dir`].
     pub fn checkpoint_dir(mut self, dir: impl Into<String>) -> Self {
         self.checkpoint_dir = Some(dir.into());
+        self
+    }
+
+    /// Checkpoints go to an object store built by the caller; see
+    /// [`CheckpointStore::on_object_store`]. Takes the place of
+    /// [`checkpoint_dir`](Self::checkpoint_dir).
+    pub fn checkpoint_store(mut self, store: Arc<CheckpointStore>) -> Self {
+        self.checkpoint_store = Some(store);
         self
     }
 
@@ -125,11 +146,11 @@ impl CairnContextBuilder {
     }
 
     pub fn build(self) -> Result<CairnContext> {
-        let dir = match self.checkpoint_dir {
-            Some(d) => d,
-            None => default_checkpoint_dir().display().to_string(),
+        let store = match (self.checkpoint_store, self.checkpoint_dir) {
+            (Some(store), _) => store,
+            (None, Some(dir)) => CheckpointStore::open(&dir)?,
+            (None, None) => CheckpointStore::open(&default_checkpoint_dir().display().to_string())?,
         };
-        let store = CheckpointStore::open(&dir)?;
         tracing::info!(dir = store.url(), "checkpoint dir");
         let cairn = Arc::new(CairnConfig::new(store));
         let mut config = self

@@ -33,6 +33,20 @@ pub enum Error {
     )]
     NoAtomicCommit { dir: String },
 
+    /// Writing a checkpoint's files failed (a full disk, a lost connection):
+    /// nothing was committed.
+    #[error(
+        "could not write checkpoint {id} to '{dir}': {source}; nothing was committed and \
+         its partial files were removed; free space or choose another dir \
+         (SET cairn.checkpoint_dir / --checkpoint-dir) and run it again"
+    )]
+    WriteFailed {
+        id: String,
+        dir: String,
+        #[source]
+        source: Box<Error>,
+    },
+
     /// A committed checkpoint does not match what its manifest promises.
     #[error("checkpoint {id} is corrupt: file '{file}': {problem}")]
     Corrupt {

@@ -31,7 +31,9 @@ mod local;
 mod named;
 mod node;
 mod optimizer;
+mod periodic;
 mod planner;
+mod recover;
 mod scan;
 pub mod store;
 mod write;
@@ -48,7 +50,9 @@ pub use local::{LocalCheckpointExec, LocalCheckpointTable};
 pub use named::{CheckpointInfo, Materialize};
 pub use node::{CheckpointKind, CheckpointNode, CheckpointSpec, Materialized};
 pub use optimizer::{ComposeStackedProjections, optimizer_rules};
+pub use periodic::PeriodicCheckpointer;
 pub use planner::{CairnQueryPlanner, CheckpointExec, CheckpointPlanner};
+pub use recover::{OnCorrupt, damaged_checkpoint};
 pub use scan::CheckpointTable;
 pub use write::WriteOptions;
 
@@ -56,6 +60,7 @@ pub use write::WriteOptions;
 /// program has one version of each.
 pub use datafusion;
 pub use datafusion::arrow;
+pub use object_store;
 
 /// What most programs need.
 pub mod prelude {

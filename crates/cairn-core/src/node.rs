@@ -21,12 +21,15 @@ use datafusion::physical_plan::ExecutionPlan;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared, WeakShared};
 
+use crate::context::CairnConfig;
 use crate::error::{Error, Result};
 use crate::fingerprint::{Fingerprint, fingerprint};
 use crate::lineage::lineage_of;
 use crate::local::{LocalCheckpoint, LocalCheckpointTable};
+use crate::recover::{OnCorrupt, damaged_checkpoint};
 use crate::scan::CheckpointTable;
 use crate::store::CheckpointStore;
+use crate::store::manifest::Manifest;
 use crate::write::{WriteOptions, write_checkpoint};
 
 /// Where a checkpoint is kept.
@@ -184,7 +187,7 @@ impl CheckpointSpec {
         let fp = fingerprint(&self.original, session).await?;
         if self.kind == CheckpointKind::Reliable
             && fp.reusable
-            && let Some(manifest) = self.store.read_manifest(&fp.id).await?
+            && let Some(manifest) = self.committed(&fp.id, session).await?
         {
             tracing::info!(id = %fp.id, "reusing a committed checkpoint");
             if let Err(e) = self.store.touch(&fp.id).await {
@@ -198,6 +201,20 @@ impl CheckpointSpec {
             return Ok((fp, Some(m)));
         }
         Ok((fp, None))
+    }
+
+    /// The manifest of the committed checkpoint `id`, if there is one. A
+    /// damaged one is an error, or under `OnCorrupt::Recompute` removed, so
+    /// that it is written again from this node's input.
+    async fn committed(&self, id: &str, session: &dyn Session) -> Result<Option<Manifest>> {
+        match self.store.read_manifest(id).await {
+            Err(e) if damaged_checkpoint(&e).is_some() && recompute_damaged(session) => {
+                tracing::warn!(id, error = %e, "recomputing a damaged checkpoint");
+                self.store.delete_checkpoint(id).await?;
+                Ok(None)
+            }
+            other => other,
+        }
     }
 
     /// Runs `input` (the physical plan of this node's input) once and keeps
@@ -372,4 +389,12 @@ pub(crate) fn check_column_names(plan: &LogicalPlan) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether the session's policy is to recompute damaged checkpoints.
+fn recompute_damaged(session: &dyn Session) -> bool {
+    session
+        .config()
+        .get_extension::<CairnConfig>()
+        .is_some_and(|c| c.on_corrupt() == OnCorrupt::Recompute)
 }

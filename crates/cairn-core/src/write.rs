@@ -94,12 +94,12 @@ pub(crate) async fn write_checkpoint(
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
         store.remove_attempt(&id, &attempt).await;
-        return Err(e);
+        return Err(storage_failure(store, &id, e));
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
     if let Err(e) = store.sync_dirs(&id).await {
         store.remove_attempt(&id, &attempt).await;
-        return Err(e);
+        return Err(storage_failure(store, &id, e));
     }
 
     let manifest = Manifest {
@@ -146,8 +146,21 @@ pub(crate) async fn write_checkpoint(
         }
         Err(e) => {
             store.remove_attempt(&id, &attempt).await;
-            Err(e)
+            Err(storage_failure(store, &id, e))
         }
+    }
+}
+
+/// Says which checkpoint and dir a storage error hit. Errors of the input
+/// query (DataFusion's) stay as they are: the storage is not to blame.
+fn storage_failure(store: &CheckpointStore, id: &str, e: Error) -> Error {
+    match e {
+        Error::DataFusion(_) | Error::NoAtomicCommit { .. } => e,
+        other => Error::WriteFailed {
+            id: id.to_string(),
+            dir: store.url().to_string(),
+            source: Box::new(other),
+        },
     }
 }
 

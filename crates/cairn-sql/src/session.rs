@@ -10,7 +10,8 @@ use cairn_core::datafusion::arrow::array::{
 use cairn_core::datafusion::arrow::datatypes::{Schema, SchemaRef};
 use cairn_core::store::lifecycle::Lifetimes;
 use cairn_core::{
-    CairnContext, CheckpointInfo, CheckpointKind, Error, Materialize, Result, WriteOptions,
+    CairnContext, CheckpointInfo, CheckpointKind, Error, Materialize, OnCorrupt, Result,
+    WriteOptions, damaged_checkpoint,
 };
 use datafusion::dataframe::DataFrame;
 use datafusion::parquet::basic::Compression;
@@ -38,6 +39,10 @@ pub const OPTIONS: &[(&str, &str)] = &[
     (
         "checkpoint_orphan_grace",
         "how long VACUUM leaves directories without a manifest, e.g. '1 hour'",
+    ),
+    (
+        "checkpoint_on_corrupt",
+        "a damaged checkpoint is an 'error', or is rebuilt from its lineage ('recompute')",
     ),
 ];
 
@@ -111,7 +116,37 @@ impl Session {
     }
 
     /// Runs one statement and collects its rows.
+    /// A statement that fails on a damaged checkpoint runs again once that
+    /// checkpoint is rebuilt, if `cairn.checkpoint_on_corrupt` is `recompute`.
     pub async fn run(&self, statement: &ParsedStatement) -> Result<StatementOutput> {
+        let mut repaired = Vec::new();
+        loop {
+            match self.run_once(statement).await {
+                Err(e) if self.repair(&e, &mut repaired).await? => continue,
+                result => return result,
+            }
+        }
+    }
+
+    /// After `error`, rebuilds the damaged checkpoint it is about when the
+    /// policy says so. True when the statement should run again: a
+    /// checkpoint not in `repaired` was rebuilt (and is added to it).
+    pub async fn repair(&self, error: &Error, repaired: &mut Vec<String>) -> Result<bool> {
+        if self.ctx.config().on_corrupt() != OnCorrupt::Recompute {
+            return Ok(false);
+        }
+        let Some(id) = damaged_checkpoint(error) else {
+            return Ok(false);
+        };
+        if repaired.contains(&id) {
+            return Ok(false);
+        }
+        self.ctx.recompute_damaged_checkpoint(&id).await?;
+        repaired.push(id);
+        Ok(true)
+    }
+
+    async fn run_once(&self, statement: &ParsedStatement) -> Result<StatementOutput> {
         let df = self.execute(statement).await?;
         let task_ctx = Arc::new(df.task_ctx());
         // The physical plan's schema: the logical one is not yet type-coerced.
@@ -230,6 +265,7 @@ impl Session {
                 .to_lowercase(),
             "checkpoint_retention" => format_duration(config.lifetimes().retention),
             "checkpoint_orphan_grace" => format_duration(config.lifetimes().orphan_grace),
+            "checkpoint_on_corrupt" => config.on_corrupt().to_string(),
             other => return Err(unknown_option(other)),
         })
     }
@@ -259,6 +295,7 @@ impl Session {
                 }
                 config.set_lifetimes(lifetimes);
             }
+            "checkpoint_on_corrupt" => config.set_on_corrupt(value.parse().map_err(bad)?),
             other => return Err(unknown_option(other)),
         }
         Ok(())

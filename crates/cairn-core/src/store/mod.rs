@@ -152,6 +152,14 @@ impl CheckpointStore {
         Self::new(format!("memory://{name}"), store, None)
     }
 
+    /// A checkpoint dir on an object store built by the caller (S3 with
+    /// custom settings, a store wrapped for tests). `url` names it in
+    /// messages; paths in `store` are `<id>/<file>`. The store must support
+    /// create-only puts (`PutMode::Create`), which the commit relies on.
+    pub fn on_object_store(url: impl Into<String>, store: Arc<dyn ObjectStore>) -> Arc<Self> {
+        Self::new(url.into(), store, None)
+    }
+
     fn new(url: String, store: Arc<dyn ObjectStore>, local_root: Option<PathBuf>) -> Arc<Self> {
         let host = &blake3::hash(url.as_bytes()).to_hex()[..16];
         let object_store_url = ObjectStoreUrl::parse(format!("cairn-checkpoint://{host}"))
@@ -195,13 +203,9 @@ impl CheckpointStore {
     /// files it lists are checked to exist with their recorded sizes.
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn read_manifest(&self, id: &str) -> Result<Option<Manifest>> {
-        let path = Self::file_path(id, MANIFEST_FILE);
-        let bytes = match self.store.get(&path).await {
-            Ok(r) => r.bytes().await?,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(e.into()),
+        let Some(manifest) = self.read_manifest_only(id).await? else {
+            return Ok(None);
         };
-        let manifest = Manifest::parse(id, &self.location(id, MANIFEST_FILE), &bytes)?;
         // Collected first: a lazy iterator of futures is not `Send` for every lifetime.
         let checks: Vec<_> = manifest
             .files
@@ -233,6 +237,18 @@ impl CheckpointStore {
         Ok(Some(manifest))
     }
 
+    /// Reads and parses the manifest of `id` without looking at its files:
+    /// what recovering a damaged checkpoint still has to go on.
+    pub async fn read_manifest_only(&self, id: &str) -> Result<Option<Manifest>> {
+        let path = Self::file_path(id, MANIFEST_FILE);
+        let bytes = match self.store.get(&path).await {
+            Ok(r) => r.bytes().await?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Manifest::parse(id, &self.location(id, MANIFEST_FILE), &bytes).map(Some)
+    }
+
     /// The files of a committed checkpoint with what a verifying reader needs.
     pub(crate) fn verified_files(&self, manifest: &Manifest) -> HashMap<Path, VerifiedFile> {
         manifest
@@ -255,6 +271,7 @@ impl CheckpointStore {
         ChecksummingWriter {
             inner: BufWriter::with_capacity(Arc::clone(&self.store), path, 16 * 1024 * 1024),
             sums: Checksummer::new(DEFAULT_BLOCK_SIZE),
+            completing: false,
         }
     }
 
@@ -419,6 +436,9 @@ fn replace_local(dir: &FsPath, tmp: &FsPath, target: &FsPath, bytes: &[u8]) -> R
 pub(crate) struct ChecksummingWriter {
     inner: BufWriter,
     sums: Checksummer,
+    /// Set once completing began: the writer cannot be aborted after that
+    /// (a failed completion has already dropped its upload).
+    completing: bool,
 }
 
 impl ChecksummingWriter {
@@ -430,8 +450,11 @@ impl ChecksummingWriter {
         self.sums.finish()
     }
 
+    /// Discards a partial upload, if one is still open.
     pub(crate) async fn abort(&mut self) {
-        let _ = self.inner.abort().await;
+        if !self.completing {
+            let _ = self.inner.abort().await;
+        }
     }
 }
 
@@ -448,6 +471,7 @@ impl AsyncFileWriter for ChecksummingWriter {
     }
 
     fn complete(&mut self) -> BoxFuture<'_, Result<(), ParquetError>> {
+        self.completing = true;
         Box::pin(async move {
             self.inner
                 .shutdown()
