@@ -166,11 +166,21 @@ impl Shell {
     /// terminal, and Ctrl-C to cancel it.
     pub async fn run_statement(&mut self, statement: &ParsedStatement) -> Result<()> {
         let started = Instant::now();
-        let rows = Arc::new(AtomicU64::new(0));
+        let running = Running::default();
         let progress = (!self.options.quiet && io::stderr().is_terminal())
-            .then(|| Progress::start(Arc::clone(&rows)));
+            .then(|| Progress::start(running.clone()));
         let session = self.session.clone();
-        let work = run_collecting(&session, statement, Arc::clone(&rows));
+        let work = async {
+            // With cairn.checkpoint_on_corrupt = 'recompute', a damaged
+            // checkpoint is rebuilt and the statement runs again.
+            let mut repaired = Vec::new();
+            loop {
+                match run_collecting(&session, statement, running.clone()).await {
+                    Err(e) if session.repair(&e, &mut repaired).await? => continue,
+                    result => return result.map_err(ShellError::from),
+                }
+            }
+        };
         let result = tokio::select! {
             r = work => r,
             _ = tokio::signal::ctrl_c() => Err(ShellError::Cancelled),
@@ -417,21 +427,57 @@ impl Shell {
     }
 }
 
+/// What a running statement has done so far, for its progress line.
+#[derive(Clone, Default)]
+struct Running {
+    rows_out: Arc<AtomicU64>,
+    plan: Arc<std::sync::Mutex<Option<Arc<dyn ExecutionPlan>>>>,
+}
+
+impl Running {
+    /// Rows and bytes the plan's sources have read.
+    fn scanned(&self) -> (usize, usize) {
+        let plan = self.plan.lock().expect("progress poisoned").clone();
+        plan.map(|p| scanned(&p)).unwrap_or_default()
+    }
+}
+
+fn scanned(plan: &Arc<dyn ExecutionPlan>) -> (usize, usize) {
+    let children = plan.children();
+    if !children.is_empty() {
+        return children
+            .into_iter()
+            .map(scanned)
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    }
+    let Some(metrics) = plan.metrics() else {
+        return (0, 0);
+    };
+    let rows = metrics.output_rows().unwrap_or(0);
+    let bytes = metrics
+        .sum_by_name("bytes_scanned")
+        .map_or(0, |v| v.as_usize());
+    (rows, bytes)
+}
+
 /// Runs a statement and collects its result, counting rows as they come.
 async fn run_collecting(
     session: &Session,
     statement: &ParsedStatement,
-    rows: Arc<AtomicU64>,
-) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    running: Running,
+) -> cairn_core::Result<(SchemaRef, Vec<RecordBatch>)> {
     let df = session.execute(statement).await?;
     let task_ctx = Arc::new(df.task_ctx());
     let plan: Arc<dyn ExecutionPlan> = df.create_physical_plan().await?;
+    *running.plan.lock().expect("progress poisoned") = Some(Arc::clone(&plan));
     let schema = plan.schema();
     let mut stream = execute_stream(plan, task_ctx)?;
     let mut batches = Vec::new();
     while let Some(batch) = stream.next().await {
         let batch = batch?;
-        rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        running
+            .rows_out
+            .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
         batches.push(batch);
     }
     Ok((schema, batches))
@@ -484,7 +530,7 @@ struct Progress {
 }
 
 impl Progress {
-    fn start(rows: Arc<AtomicU64>) -> Self {
+    fn start(running: Running) -> Self {
         let stop = Arc::new(tokio::sync::Notify::new());
         let stopped = Arc::clone(&stop);
         let written_before = checkpoint_bytes_written();
@@ -502,7 +548,15 @@ impl Progress {
             bar.enable_steady_tick(Duration::from_millis(120));
             loop {
                 let written = checkpoint_bytes_written().saturating_sub(written_before);
-                let mut msg = format!("{} rows", rows.load(Ordering::Relaxed));
+                let (read_rows, read_bytes) = running.scanned();
+                let mut msg = format!("{read_rows} rows read");
+                if read_bytes > 0 {
+                    msg.push_str(&format!(" ({})", human_bytes(read_bytes as u64)));
+                }
+                msg.push_str(&format!(
+                    " · {} rows out",
+                    running.rows_out.load(Ordering::Relaxed)
+                ));
                 if written > 0 {
                     msg.push_str(&format!(" · {} checkpointed", human_bytes(written)));
                 }
