@@ -4,7 +4,8 @@
 //!   next to DataFusion's own `DataFrame::write_parquet` of the same data,
 //!   with DataFusion's default encoding and with the checkpoint's.
 //! - `read/10-step lineage`: reading a checkpoint back next to recomputing
-//!   the 10-step lineage it replaced.
+//!   the 10-step lineage it replaced, and next to a plain DataFusion Parquet
+//!   scan of the same files: the cost of verifying every block's checksum.
 //!
 //! `cargo bench --bench checkpoint` (set `CAIRN_BENCH_ROWS` for other sizes).
 
@@ -163,6 +164,24 @@ fn read(c: &mut Criterion) {
     group.bench_function("read checkpoint", |b| {
         b.to_async(&rt)
             .iter(|| async { totals(&checkpointed).collect().await.unwrap() })
+    });
+    // The same files through DataFusion's own Parquet scan: no checksums.
+    let files = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("_manifest.json").exists())
+        .unwrap();
+    let plain = rt.block_on(async {
+        ctx.read_parquet(
+            format!("{}/", files.display()),
+            ParquetReadOptions::default(),
+        )
+        .await
+        .unwrap()
+    });
+    group.bench_function("read same files unverified", |b| {
+        b.to_async(&rt)
+            .iter(|| async { totals(&plain).collect().await.unwrap() })
     });
     group.finish();
 }

@@ -5,11 +5,13 @@
 //! - `plans`: EXPLAIN shows the cut, exact statistics, the recorded order
 //! - `reuse`: computed once; lazily once; reused zero times; volatile never
 //! - `atomicity`: SIGKILL at random moments never leaves a partial checkpoint
+//! - `differential`: random queries agree with DuckDB and with themselves under CHECKPOINT
 //! - `dirs`: bad checkpoint dirs and inputs give clear errors and lose nothing
 //! - `projections`: DataFusion 55's stacked-projection bug stays fixed
 //! - `local`: local checkpoints, in memory and spilling under a memory limit
 //! - `full_disk`: storage that fills up mid-write commits nothing and loses nothing
 //! - `integrity`: flipped bytes and truncated files are caught on read
+//! - `regressions`: wrong answers the differential test found, pinned
 //! - `resume`: a killed iterative job resumes from its last checkpoint
 //! - `races`: concurrent writers of one checkpoint: one commit wins, both answer
 //! - `lifecycle`: named, unnamed and orphaned checkpoints live as long as they should
@@ -17,6 +19,7 @@
 mod common;
 
 mod atomicity;
+mod differential;
 mod dirs;
 mod full_disk;
 mod integrity;
@@ -25,6 +28,7 @@ mod local;
 mod plans;
 mod projections;
 mod races;
+mod regressions;
 mod resume;
 mod reuse;
 mod roundtrip;

@@ -1,6 +1,15 @@
-//! Correct answers for stacked projections under DataFusion 55.
+//! Cairn's changes to DataFusion 55's optimizer rules, each for a wrong
+//! answer found in testing.
 //!
-//! DataFusion 55's `optimize_projections` merges a projection into the one
+//! **Filters stay above checkpoints.** `push_down_filter` moves a conjunct
+//! that references no column (`NULL`, `1 = 2`, left there by the simplifier)
+//! below any extension node, whatever the node says it allows. Below a
+//! checkpoint that changes what the checkpoint holds, while its id still
+//! names the unfiltered input, and a reused checkpoint would skip the filter
+//! altogether. [`KeepFiltersAboveCheckpoints`] runs the rule everywhere
+//! except on filters directly above a checkpoint.
+//!
+//! **Stacked projections.** DataFusion 55's `optimize_projections` merges a projection into the one
 //! below it with a "fast path": when both have the same expression list it
 //! keeps only one of them. That is wrong whenever the expressions compute
 //! something: ten stacked `x + 1 AS x` answer `x + 1`. The upstream fix
@@ -17,7 +26,10 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{Expr, LogicalPlan, Projection};
 use datafusion::optimizer::optimizer::ApplyOrder;
+use datafusion::optimizer::push_down_filter::PushDownFilter;
 use datafusion::optimizer::{Optimizer, OptimizerConfig, OptimizerRule};
+
+use crate::node::CheckpointNode;
 
 /// Composes a projection with the projection below it when the two share a
 /// computed expression, the only shape `optimize_projections` mishandles.
@@ -74,12 +86,59 @@ pub fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
     let ours: Arc<dyn OptimizerRule + Send + Sync> = Arc::new(ComposeStackedProjections);
     let mut rules = vec![Arc::clone(&ours)];
     for rule in Optimizer::new().rules {
-        if rule.name() == "optimize_projections" {
-            rules.push(Arc::clone(&ours));
+        match rule.name() {
+            "optimize_projections" => {
+                rules.push(Arc::clone(&ours));
+                rules.push(rule);
+            }
+            "push_down_filter" => rules.push(Arc::new(KeepFiltersAboveCheckpoints::default())),
+            _ => rules.push(rule),
         }
-        rules.push(rule);
     }
     rules
+}
+
+/// DataFusion's `push_down_filter`, except that a filter (or a stack of
+/// filters) directly above a checkpoint stays where it is.
+#[derive(Debug, Default)]
+pub struct KeepFiltersAboveCheckpoints {
+    inner: PushDownFilter,
+}
+
+impl OptimizerRule for KeepFiltersAboveCheckpoints {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn apply_order(&self) -> Option<ApplyOrder> {
+        self.inner.apply_order()
+    }
+
+    fn supports_rewrite(&self) -> bool {
+        true
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        if let LogicalPlan::Filter(filter) = &plan
+            && over_checkpoint(&filter.input)
+        {
+            return Ok(Transformed::no(plan));
+        }
+        self.inner.rewrite(plan, config)
+    }
+}
+
+/// Whether `plan` is a checkpoint, under nothing but filters.
+fn over_checkpoint(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::Filter(f) => over_checkpoint(&f.input),
+        LogicalPlan::Extension(e) => e.node.as_any().is::<CheckpointNode>(),
+        _ => false,
+    }
 }
 
 /// A plain column passes its input through unchanged, so two equal lists of

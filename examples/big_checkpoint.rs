@@ -1,0 +1,100 @@
+//! A checkpoint many times larger than the memory limit: it streams to disk
+//! (reliable) or spills (local) instead of running out of memory. Prints
+//! the rows, the bytes, the time and the process's peak resident memory.
+//!
+//! ```text
+//! cargo run --release --example big_checkpoint -- [GB] [LIMIT_MB] [reliable|local]
+//! ```
+//! Defaults: 5 GB of Arrow data through a 512 MB memory pool, reliable.
+
+use std::time::Instant;
+
+use cairn::datafusion::functions_aggregate::expr_fn::{count, sum};
+use cairn::prelude::*;
+
+/// Bytes of Arrow data per row of `QUERY`: six 8-byte columns and a string
+/// of about 24 bytes with its 4-byte offset.
+const ROW_BYTES: u64 = 6 * 8 + 24 + 4;
+
+const QUERY: &str = "SELECT value AS id, value * 3 AS a, value % 1000 AS b, \
+    CAST(value AS DOUBLE) / 7 AS c, value % 12345 AS d, value + 11 AS e, \
+    concat('customer-', value, '-', value % 97) AS s FROM range(0, {rows})";
+
+#[tokio::main]
+async fn main() -> cairn::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let gb: f64 = args
+        .first()
+        .map_or(5.0, |a| a.parse().expect("GB is a number"));
+    let limit_mb: usize = args
+        .get(1)
+        .map_or(512, |a| a.parse().expect("LIMIT_MB is a number"));
+    let local = match args.get(2).map(String::as_str) {
+        None | Some("reliable") => false,
+        Some("local") => true,
+        Some(other) => panic!("unknown kind '{other}': use reliable or local"),
+    };
+    let rows = (gb * 1e9 / ROW_BYTES as f64) as u64;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let ctx = CairnContext::builder()
+        .checkpoint_dir(dir.path().display().to_string())
+        .memory_limit(limit_mb * 1024 * 1024)
+        .build()?;
+    let df = ctx.sql(&QUERY.replace("{rows}", &rows.to_string())).await?;
+
+    let started = Instant::now();
+    let df = if local {
+        df.local_checkpoint().await?
+    } else {
+        df.checkpoint().await?
+    };
+    let written = started.elapsed();
+    let totals = df
+        .aggregate(vec![], vec![count(col("id")), sum(col("b"))])?
+        .collect()
+        .await?;
+    let read = started.elapsed() - written;
+    let on_disk: u64 = walk(dir.path());
+    println!(
+        "{} checkpoint of {rows} rows (~{gb} GB of Arrow data) with a {limit_mb} MB memory limit",
+        if local { "local" } else { "reliable" }
+    );
+    println!(
+        "write: {:.1} s, read back: {:.1} s",
+        written.as_secs_f64(),
+        read.as_secs_f64()
+    );
+    println!("checkpoint files: {:.2} GB", on_disk as f64 / 1e9);
+    println!("peak resident memory: {} MB", peak_rss_kb() / 1024);
+    println!(
+        "{}",
+        cairn::arrow::util::pretty::pretty_format_batches(&totals)?
+    );
+    Ok(())
+}
+
+/// Bytes under `dir`.
+fn walk(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => walk(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// The process's peak resident set (VmHWM), in KiB.
+fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
