@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The long robustness runs, outside CI (see README.md, "Long runs"):
+# hundreds of SIGKILLs, dozens of two-process commit races, thousands of
+# differential queries against DuckDB, and checkpoints ten times the memory
+# limit. Each step prints its own summary; the script stops at the first
+# failure.
+#
+#   bash tests/long/run.sh                 # everything, defaults below
+#   KILLS=50 QUERIES=1000 bash tests/long/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+KILLS="${KILLS:-200}"
+RACES="${RACES:-50}"
+QUERIES="${QUERIES:-10000}"
+SEED="${SEED:-$RANDOM$RANDOM}"
+GB="${GB:-5}"
+LIMIT_MB="${LIMIT_MB:-512}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn-target}"
+
+venv="${CAIRN_VENV:-$HOME/.cache/cairn-py}"
+if ! "$venv/bin/python" -c "import duckdb" 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check duckdb
+fi
+export CAIRN_PYTHON="$venv/bin/python" CAIRN_REQUIRE_DUCKDB=1
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "SIGKILL at $KILLS random moments"
+CAIRN_KILLS="$KILLS" cargo test --test integration atomicity -- --nocapture 2>&1 |
+    grep -E "seed|killed before|test result"
+
+step "$RACES two-process commit races"
+CAIRN_RACES="$RACES" cargo test --test integration races -- --nocapture 2>&1 |
+    grep -E "races had|test result"
+
+step "$QUERIES differential queries, seed $SEED"
+CAIRN_DIFF_QUERIES="$QUERIES" CAIRN_DIFF_SEED="$SEED" \
+    cargo test --test integration differential -- --nocapture 2>&1 |
+    grep -E "^query|^  |queries \(|test result" || true
+
+step "checkpoints of $GB GB through a $LIMIT_MB MB memory pool"
+cargo build --release --example big_checkpoint
+for kind in reliable local; do
+    "$CARGO_TARGET_DIR/release/examples/big_checkpoint" "$GB" "$LIMIT_MB" "$kind"
+done
