@@ -259,6 +259,8 @@ impl QueryGen {
                     format!("PARTITION BY {key}"),
                     Ty::Int,
                 ),
+                // rank() is UInt64 in DataFusion (BIGINT in DuckDB): cast, or
+                // subtracting two ranks wraps around (a known difference).
                 2 => (
                     "rank()".to_string(),
                     format!("PARTITION BY {key} ORDER BY {order} {dir}"),
@@ -275,7 +277,11 @@ impl QueryGen {
                     Ty::Float,
                 ),
             };
-            items.push(format!("{call} OVER ({over}) AS c{}", items.len()));
+            let mut window = format!("{call} OVER ({over})");
+            if call == "rank()" {
+                window = format!("CAST({window} AS BIGINT)");
+            }
+            items.push(format!("{window} AS c{}", items.len()));
             types.push(ty);
         }
         let mut sql = format!("SELECT {} FROM {from}", items.join(", "));
@@ -506,17 +512,16 @@ impl QueryGen {
                 let not = if self.rng.chance(40) { "NOT " } else { "" };
                 let table = self.rng.below(TABLES);
                 if kind == 7 {
-                    // A column on the left: DataFusion 55 answers `<constant>
-                    // NOT IN (subquery)` wrongly (see `known_differences`).
+                    // A column or, now and then, a constant on the left.
+                    let left = if self.rng.chance(25) {
+                        self.literal(Ty::Int)
+                    } else {
+                        outer
+                    };
                     let column = self.rng.pick(&["k", "a"]);
                     let bound = self.rng.range(0, 90);
-                    let not = not.trim_end();
-                    let not = if not.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" {not}")
-                    };
-                    format!("{outer}{not} IN (SELECT {column} FROM t{table} WHERE b > {bound})")
+                    let not = if not.is_empty() { "" } else { " NOT" };
+                    format!("{left}{not} IN (SELECT {column} FROM t{table} WHERE b > {bound})")
                 } else {
                     let alias = self.alias();
                     format!(

@@ -73,24 +73,46 @@ async fn query(session: &cairn::Session, sql: &str) -> DataFrame {
     session.execute(&statement).await.unwrap()
 }
 
-/// Known difference: DataFusion 55 answers `<constant> NOT IN (subquery)`
-/// as if NULLs in the subquery were absent (it plans an anti join that is
-/// not null-aware). SQL says `5 NOT IN (1, NULL)` is NULL, so no row
-/// passes; DataFusion lets every row pass. A column on the left is
-/// answered correctly. This test fails once DataFusion fixes it: then
-/// remove the note in README.md and let the generator write such queries.
+/// DataFusion 55 answers `<constant> NOT IN (subquery)` as if NULLs in the
+/// subquery were absent (an anti join on a filter is not null-aware): SQL
+/// says `5 NOT IN (1, NULL)` is NULL, so no row passes; DataFusion let every
+/// row pass. Cairn's `NullAwareConstantNotIn` rewrites it.
 #[tokio::test]
-async fn known_difference_constant_not_in_a_subquery_with_nulls() {
+async fn constant_not_in_a_subquery_with_nulls() {
     let ctx = memory_ctx();
     with_nulls(&ctx).await;
-    let constant = "SELECT count(*) FROM t WHERE 5 NOT IN (SELECT column1 FROM u)";
-    assert_eq!(
-        scalar(ctx.sql(constant).await.unwrap()).await,
-        "3",
-        "DataFusion now answers constant NOT IN correctly (0): update the docs"
-    );
-    let column = "SELECT count(*) FROM t WHERE column2 NOT IN (SELECT column1 FROM u)";
-    assert_eq!(scalar(ctx.sql(column).await.unwrap()).await, "0");
+    ctx.sql("CREATE TABLE e AS SELECT column1 FROM u WHERE false")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    for (predicate, rows) in [
+        ("5 NOT IN (SELECT column1 FROM u)", "0"),
+        ("NOT (5 IN (SELECT column1 FROM u))", "0"),
+        ("1 NOT IN (SELECT column1 FROM u)", "0"),
+        (
+            "5 NOT IN (SELECT column1 FROM u WHERE column1 IS NOT NULL)",
+            "3",
+        ),
+        ("5 NOT IN (SELECT column1 FROM e)", "3"),
+        ("CAST(NULL AS BIGINT) NOT IN (SELECT column1 FROM e)", "3"),
+        (
+            "CAST(NULL AS BIGINT) NOT IN (SELECT column1 FROM u WHERE column1 = 1)",
+            "0",
+        ),
+        ("5 NOT IN (SELECT column1 FROM u) OR column2 = 20", "1"),
+        ("column2 > 10 AND 5 NOT IN (SELECT column1 FROM u)", "0"),
+        ("column2 NOT IN (SELECT column1 FROM u)", "0"),
+        (
+            "5 NOT IN (SELECT column1 FROM u WHERE u.column1 = t.column1)",
+            "3",
+        ),
+    ] {
+        let sql = format!("SELECT count(*) FROM t WHERE {predicate}");
+        let got = scalar(ctx.sql(&sql).await.unwrap()).await;
+        assert_eq!(got, rows, "{sql}");
+    }
 }
 
 /// Known difference: DataFusion 55 drops part of a filter over an outer
@@ -120,4 +142,41 @@ async fn known_difference_filter_over_an_outer_join_of_same_named_columns() {
     let renamed = "SELECT count(*) FROM (SELECT c AS c1, s AS s1 FROM t1) FULL JOIN t0 \
                    ON s1 = t0.s WHERE (t0.a > 5 OR (c1 >= t0.c AND t0.k > -3))";
     assert_eq!(scalar(ctx.sql(renamed).await.unwrap()).await, "0");
+}
+
+/// Known difference: ranks are UInt64 in DataFusion 55, so one rank minus a
+/// larger one wraps around instead of going negative (DuckDB and PostgreSQL
+/// answer -1). Casting to BIGINT first gives the expected answer.
+#[tokio::test]
+async fn known_difference_rank_differences_wrap_around() {
+    let ctx = memory_ctx();
+    let ranks = "SELECT v, rank() OVER (ORDER BY v) AS r1, rank() OVER (ORDER BY v DESC) AS r2 \
+                 FROM (VALUES (1), (2)) AS x(v)";
+    let wrapped = format!("SELECT r1 - r2 FROM ({ranks}) WHERE v = 1");
+    assert_eq!(
+        scalar(ctx.sql(&wrapped).await.unwrap()).await,
+        u64::MAX.to_string(),
+        "ranks are no longer unsigned: update the docs and the generator"
+    );
+    let cast = format!("SELECT CAST(r1 AS BIGINT) - CAST(r2 AS BIGINT) FROM ({ranks}) WHERE v = 1");
+    assert_eq!(scalar(ctx.sql(&cast).await.unwrap()).await, "-1");
+}
+
+/// Known difference: DataFusion 55 keeps treating a constant column from
+/// the NULL-filled side of an outer join as constant, so `ORDER BY` on it
+/// in a window is dropped and every row of the partition becomes a peer.
+/// The row whose `x` is NULL sorts first (NULLS FIRST) and should sum only
+/// itself (2); DataFusion sums the whole partition (3). This test fails once
+/// DataFusion answers correctly: then update README.md.
+#[tokio::test]
+async fn known_difference_window_order_on_an_outer_joined_constant() {
+    let ctx = memory_ctx();
+    let query = "SELECT w FROM (SELECT t.k, sum(t.b) OVER (PARTITION BY t.s ORDER BY c.x ASC NULLS FIRST) AS w \
+                 FROM (SELECT 3 AS x) AS c RIGHT JOIN (VALUES (3, 'a', 1), (5, 'a', 2)) AS t(k, s, b) \
+                 ON c.x = t.k) WHERE k = 5";
+    assert_eq!(
+        scalar(ctx.sql(query).await.unwrap()).await,
+        "3",
+        "DataFusion now answers this correctly (2): update the docs"
+    );
 }

@@ -49,7 +49,9 @@ pub use lineage::lineage_of;
 pub use local::{LocalCheckpointExec, LocalCheckpointTable};
 pub use named::{CheckpointInfo, Materialize};
 pub use node::{CheckpointKind, CheckpointNode, CheckpointSpec, Materialized};
-pub use optimizer::{ComposeStackedProjections, KeepFiltersAboveCheckpoints, optimizer_rules};
+pub use optimizer::{
+    ComposeStackedProjections, KeepFiltersAboveCheckpoints, NullAwareConstantNotIn, optimizer_rules,
+};
 pub use periodic::PeriodicCheckpointer;
 pub use planner::{CairnQueryPlanner, CheckpointExec, CheckpointPlanner};
 pub use recover::{OnCorrupt, damaged_checkpoint};

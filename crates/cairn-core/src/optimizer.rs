@@ -9,6 +9,13 @@
 //! altogether. [`KeepFiltersAboveCheckpoints`] runs the rule everywhere
 //! except on filters directly above a checkpoint.
 //!
+//! **`<constant> NOT IN (subquery)`.** DataFusion 55 plans it as an anti
+//! join on a filter (no equi-join key), which is not null-aware: a NULL in
+//! the subquery should make the predicate NULL (no row passes), yet every
+//! row passes. [`NullAwareConstantNotIn`] rewrites such a predicate of a
+//! filter (under AND and OR only, where NULL and false are alike) into `NOT EXISTS (SELECT .. FROM
+//! subquery WHERE col = c OR col IS NULL OR c IS NULL)`, which says the same.
+//!
 //! **Stacked projections.** DataFusion 55's `optimize_projections` merges a projection into the one
 //! below it with a "fast path": when both have the same expression list it
 //! keeps only one of them. That is wrong whenever the expressions compute
@@ -21,10 +28,14 @@
 
 use std::sync::Arc;
 
+use datafusion::common::Column;
 use datafusion::common::Result;
 use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::logical_expr::expr::{BinaryExpr, Exists, InSubquery};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
-use datafusion::logical_expr::{Expr, LogicalPlan, Projection};
+use datafusion::logical_expr::{
+    Expr, Filter, LogicalPlan, LogicalPlanBuilder, Operator, Projection, Subquery,
+};
 use datafusion::optimizer::optimizer::ApplyOrder;
 use datafusion::optimizer::push_down_filter::PushDownFilter;
 use datafusion::optimizer::{Optimizer, OptimizerConfig, OptimizerRule};
@@ -92,6 +103,10 @@ pub fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
                 rules.push(rule);
             }
             "push_down_filter" => rules.push(Arc::new(KeepFiltersAboveCheckpoints::default())),
+            "decorrelate_predicate_subquery" => {
+                rules.push(Arc::new(NullAwareConstantNotIn));
+                rules.push(rule);
+            }
             _ => rules.push(rule),
         }
     }
@@ -130,6 +145,106 @@ impl OptimizerRule for KeepFiltersAboveCheckpoints {
         }
         self.inner.rewrite(plan, config)
     }
+}
+
+/// Rewrites `<constant> NOT IN (subquery)` in filters into an equivalent
+/// `NOT EXISTS`, which DataFusion 55 answers correctly.
+#[derive(Debug, Default)]
+pub struct NullAwareConstantNotIn;
+
+impl OptimizerRule for NullAwareConstantNotIn {
+    fn name(&self) -> &str {
+        "cairn_null_aware_constant_not_in"
+    }
+
+    fn apply_order(&self) -> Option<ApplyOrder> {
+        Some(ApplyOrder::TopDown)
+    }
+
+    fn supports_rewrite(&self) -> bool {
+        true
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        let LogicalPlan::Filter(filter) = plan else {
+            return Ok(Transformed::no(plan));
+        };
+        let predicate = rewrite_positive(filter.predicate.clone())?;
+        if !predicate.transformed {
+            return Ok(Transformed::no(LogicalPlan::Filter(filter)));
+        }
+        let filter = Filter::try_new(predicate.data, filter.input)?;
+        Ok(Transformed::yes(LogicalPlan::Filter(filter)))
+    }
+}
+
+/// Rewrites the constant `NOT IN`s reached from the top of a filter through
+/// AND and OR only: there a NULL and a false filter alike, so a rewrite
+/// that answers false where SQL answers NULL keeps the filter's meaning.
+fn rewrite_positive(e: Expr) -> Result<Transformed<Expr>> {
+    if let Some((value, subquery)) = constant_not_in(&e) {
+        return Ok(Transformed::yes(not_exists_equal_or_null(value, subquery)?));
+    }
+    match e {
+        Expr::BinaryExpr(BinaryExpr { left, op, right })
+            if matches!(op, Operator::And | Operator::Or) =>
+        {
+            let (l, r) = (rewrite_positive(*left)?, rewrite_positive(*right)?);
+            let transformed = l.transformed || r.transformed;
+            let e = Expr::BinaryExpr(BinaryExpr::new(Box::new(l.data), op, Box::new(r.data)));
+            Ok(Transformed::new_transformed(e, transformed))
+        }
+        other => Ok(Transformed::no(other)),
+    }
+}
+
+/// The constant and the subquery of `c NOT IN (subquery)` or `NOT (c IN
+/// (subquery))`, where `c` reads no column.
+fn constant_not_in(e: &Expr) -> Option<(&Expr, &Subquery)> {
+    let (value, subquery) = match e {
+        Expr::InSubquery(InSubquery {
+            expr,
+            subquery,
+            negated: true,
+        }) => (expr.as_ref(), subquery),
+        Expr::Not(inner) => match inner.as_ref() {
+            Expr::InSubquery(InSubquery {
+                expr,
+                subquery,
+                negated: false,
+            }) => (expr.as_ref(), subquery),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    value.column_refs().is_empty().then_some((value, subquery))
+}
+
+/// `NOT EXISTS (SELECT * FROM subquery WHERE col = value OR col IS NULL OR
+/// value IS NULL)`: true exactly when `value NOT IN (subquery)` is true.
+fn not_exists_equal_or_null(value: &Expr, subquery: &Subquery) -> Result<Expr> {
+    let plan = subquery.subquery.as_ref();
+    let column = Expr::Column(Column::from(plan.schema().qualified_field(0)));
+    let matches = column
+        .clone()
+        .eq(value.clone())
+        .or(column.is_null())
+        .or(value.clone().is_null());
+    let filtered = LogicalPlanBuilder::from(plan.clone())
+        .filter(matches)?
+        .build()?;
+    Ok(Expr::Exists(Exists::new(
+        Subquery {
+            subquery: Arc::new(filtered),
+            outer_ref_columns: subquery.outer_ref_columns.clone(),
+            spans: subquery.spans.clone(),
+        },
+        true,
+    )))
 }
 
 /// Whether `plan` is a checkpoint, under nothing but filters.
