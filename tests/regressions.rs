@@ -180,3 +180,25 @@ async fn known_difference_window_order_on_an_outer_joined_constant() {
         "DataFusion now answers this correctly (2): update the docs"
     );
 }
+
+/// Known difference: DataFusion 55 takes a running `max` (a window ordered
+/// by another column) for already sorted and drops a sort on it, ignoring
+/// where the sort wants NULLs: `ORDER BY m ASC NULLS LAST` answers NULL
+/// first. This test fails once DataFusion answers correctly (5, 5, NULL):
+/// then update README.md.
+#[tokio::test]
+async fn known_difference_nulls_last_after_a_running_max() {
+    let ctx = memory_ctx();
+    let query = "SELECT max(c) OVER (ORDER BY b) AS m \
+                 FROM (VALUES (1, NULL), (2, 5.0), (3, 4.0)) AS t(b, c) ORDER BY m ASC NULLS LAST";
+    let rows: Vec<String> = crate::common::cells(ctx.sql(query).await.unwrap())
+        .await
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    assert_eq!(
+        rows,
+        ["", "5.0", "5.0"],
+        "DataFusion now puts the NULL last: update the docs"
+    );
+}
