@@ -202,3 +202,29 @@ async fn known_difference_nulls_last_after_a_running_max() {
         "DataFusion now puts the NULL last: update the docs"
     );
 }
+
+/// DataFusion 55 pushed a filter without columns (`7 > 7`, after the
+/// projection's constant is substituted) below an aggregate without GROUP
+/// BY, which answers one row even for no input: a row came back where none
+/// should. Cairn keeps filters above global aggregates.
+#[tokio::test]
+async fn a_false_filter_stays_above_a_global_aggregate() {
+    let ctx = memory_ctx();
+    for (query, rows) in [
+        (
+            "SELECT 0 AS z FROM (SELECT 7 AS c0 FROM (SELECT count(*) AS n FROM (VALUES (1)) AS v(a)) AS r) AS s WHERE c0 > c0",
+            "0",
+        ),
+        (
+            "SELECT n FROM (SELECT count(*) AS n FROM (VALUES (1)) AS v(a)) AS r WHERE 1 = 2",
+            "0",
+        ),
+        (
+            "SELECT n FROM (SELECT count(*) AS n FROM (VALUES (1), (2)) AS v(a) WHERE a > 1) AS r WHERE n > 0",
+            "1",
+        ),
+    ] {
+        let sql = format!("SELECT count(*) FROM ({query}) AS q");
+        assert_eq!(scalar(ctx.sql(&sql).await.unwrap()).await, rows, "{query}");
+    }
+}

@@ -6,8 +6,10 @@
 //! below any extension node, whatever the node says it allows. Below a
 //! checkpoint that changes what the checkpoint holds, while its id still
 //! names the unfiltered input, and a reused checkpoint would skip the filter
-//! altogether. [`KeepFiltersAboveCheckpoints`] runs the rule everywhere
-//! except on filters directly above a checkpoint.
+//! altogether. The same move below an aggregate without GROUP BY turns
+//! `WHERE 7 > 7` over `SELECT count(*) ...` into one row of count 0 instead
+//! of no row. [`KeepFiltersAboveCheckpoints`] runs the rule everywhere
+//! except on filters directly above a checkpoint or a global aggregate.
 //!
 //! **`<constant> NOT IN (subquery)`.** DataFusion 55 plans it as an anti
 //! join on a filter (no equi-join key), which is not null-aware: a NULL in
@@ -114,7 +116,8 @@ pub fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
 }
 
 /// DataFusion's `push_down_filter`, except that a filter (or a stack of
-/// filters) directly above a checkpoint stays where it is.
+/// filters) directly above a checkpoint or a global aggregate stays where
+/// it is.
 #[derive(Debug, Default)]
 pub struct KeepFiltersAboveCheckpoints {
     inner: PushDownFilter,
@@ -139,7 +142,7 @@ impl OptimizerRule for KeepFiltersAboveCheckpoints {
         config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
         if let LogicalPlan::Filter(filter) = &plan
-            && over_checkpoint(&filter.input)
+            && over_barrier(&filter.input)
         {
             return Ok(Transformed::no(plan));
         }
@@ -247,11 +250,15 @@ fn not_exists_equal_or_null(value: &Expr, subquery: &Subquery) -> Result<Expr> {
     )))
 }
 
-/// Whether `plan` is a checkpoint, under nothing but filters.
-fn over_checkpoint(plan: &LogicalPlan) -> bool {
+/// Whether `plan`, under nothing but filters, is something no filter may
+/// pass: a checkpoint, or an aggregate without GROUP BY (it answers one
+/// row even for no input, so `WHERE false` above it must stay above it;
+/// DataFusion pushed such column-free predicates below it).
+fn over_barrier(plan: &LogicalPlan) -> bool {
     match plan {
-        LogicalPlan::Filter(f) => over_checkpoint(&f.input),
+        LogicalPlan::Filter(f) => over_barrier(&f.input),
         LogicalPlan::Extension(e) => e.node.as_any().is::<CheckpointNode>(),
+        LogicalPlan::Aggregate(a) => a.group_expr.is_empty(),
         _ => false,
     }
 }
