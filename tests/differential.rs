@@ -27,7 +27,7 @@ use crate::common::on_big_stack;
 const TABLES: usize = 3;
 
 /// A small deterministic generator (xorshift64*).
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -71,7 +71,7 @@ struct Col {
 /// The tables every query reads: `t0` .. `t2` with columns k, a, b (BIGINT;
 /// b never NULL), c (DOUBLE, multiples of 0.25 so that sums are exact) and
 /// s (VARCHAR).
-fn tables(rng: &mut Rng) -> Vec<RecordBatch> {
+pub(crate) fn tables(rng: &mut Rng) -> Vec<RecordBatch> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("k", DataType::Int64, true),
         Field::new("a", DataType::Int64, true),
