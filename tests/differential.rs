@@ -21,6 +21,7 @@ use cairn::arrow::array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch
 use cairn::arrow::compute::cast;
 use cairn::arrow::datatypes::{DataType, Field, Schema};
 use cairn::datafusion::dataframe::DataFrameWriteOptions;
+use cairn::datafusion::prelude::SessionContext;
 
 use crate::common::on_big_stack;
 
@@ -71,7 +72,7 @@ struct Col {
 /// The tables every query reads: `t0` .. `t2` with columns k, a, b (BIGINT;
 /// b never NULL), c (DOUBLE, multiples of 0.25 so that sums are exact) and
 /// s (VARCHAR).
-pub(crate) fn tables(rng: &mut Rng) -> Vec<RecordBatch> {
+fn tables(rng: &mut Rng) -> Vec<RecordBatch> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("k", DataType::Int64, true),
         Field::new("a", DataType::Int64, true),
@@ -107,6 +108,26 @@ pub(crate) fn tables(rng: &mut Rng) -> Vec<RecordBatch> {
             RecordBatch::try_new(Arc::clone(&schema), columns).unwrap()
         })
         .collect()
+}
+
+/// Writes the generated tables to `dir` as `t0.parquet` .. and registers
+/// them in `ctx` under those names: what every engine of a run reads.
+pub(crate) async fn register_tables(ctx: &SessionContext, dir: &Path, rng: &mut Rng) {
+    for (i, batch) in tables(rng).into_iter().enumerate() {
+        let path = dir.join(format!("t{i}.parquet"));
+        ctx.read_batch(batch)
+            .unwrap()
+            .write_parquet(
+                path.to_str().unwrap(),
+                DataFrameWriteOptions::new().with_single_file_output(true),
+                None,
+            )
+            .await
+            .unwrap();
+        ctx.register_parquet(format!("t{i}"), path.to_str().unwrap(), Default::default())
+            .await
+            .unwrap();
+    }
 }
 
 /// Writes queries with checkpoint markers: `⟦q⟧` is `CHECKPOINT(q)` for
@@ -719,21 +740,7 @@ fn cairn_agrees_with_duckdb_and_with_itself_under_checkpoints() {
         };
         let checkpoints = tempfile::tempdir().unwrap();
         let ctx = crate::common::dir_ctx(checkpoints.path());
-        for (i, batch) in tables(&mut rng).into_iter().enumerate() {
-            let path = data_path.join(format!("t{i}.parquet"));
-            ctx.read_batch(batch)
-                .unwrap()
-                .write_parquet(
-                    path.to_str().unwrap(),
-                    DataFrameWriteOptions::new().with_single_file_output(true),
-                    None,
-                )
-                .await
-                .unwrap();
-            ctx.register_parquet(format!("t{i}"), path.to_str().unwrap(), Default::default())
-                .await
-                .unwrap();
-        }
+        register_tables(&ctx, &data_path, &mut rng).await;
         let session = Session::new(ctx).unwrap();
 
         let mut generator = QueryGen { rng, aliases: 0 };

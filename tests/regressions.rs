@@ -3,7 +3,7 @@
 //! whose test fails once DataFusion fixes it (then update the docs).
 
 use cairn::datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use cairn::datafusion::dataframe::{DataFrame, DataFrameWriteOptions};
+use cairn::datafusion::dataframe::DataFrame;
 use cairn::datafusion::logical_expr::LogicalPlan;
 use cairn::prelude::*;
 
@@ -240,24 +240,7 @@ async fn known_difference_window_max_under_a_limit() {
     let data = tempfile::tempdir().unwrap();
     let ctx = memory_ctx();
     let mut rng = crate::differential::Rng(23);
-    for (i, batch) in crate::differential::tables(&mut rng)
-        .into_iter()
-        .enumerate()
-    {
-        let path = data.path().join(format!("t{i}.parquet"));
-        ctx.read_batch(batch)
-            .unwrap()
-            .write_parquet(
-                path.to_str().unwrap(),
-                DataFrameWriteOptions::new().with_single_file_output(true),
-                None,
-            )
-            .await
-            .unwrap();
-        ctx.register_parquet(format!("t{i}"), path.to_str().unwrap(), Default::default())
-            .await
-            .unwrap();
-    }
+    crate::differential::register_tables(&ctx, data.path(), &mut rng).await;
     let query = "SELECT * FROM (SELECT r8376.c1 AS c0, count(*) OVER (PARTITION BY r8376.c1) AS c1, \
         max(CASE WHEN 0 <> r8376.c1 THEN r8376.c3 ELSE r8376.c0 END) OVER (ORDER BY -1.75 DESC NULLS LAST) AS c2 \
         FROM (SELECT DISTINCT (r8374.c * 0.5) AS c0, abs(r8374.a) AS c1, CAST(r8373.b AS DOUBLE) AS c2, \
