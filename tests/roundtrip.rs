@@ -233,6 +233,36 @@ async fn every_parquet_type_with_nulls_round_trips() {
 }
 
 #[tokio::test]
+async fn dictionary_columns_round_trip() {
+    // Their schema once made the manifest writer panic.
+    let ctx = fixture().await;
+    assert_same_rows(
+        &ctx,
+        "SELECT id, arrow_cast(s, 'Dictionary(Int32, Utf8)') AS ds, \
+         arrow_cast(k, 'Dictionary(UInt8, Int64)') AS dk FROM a",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_type_parquet_cannot_store_is_refused_by_name() {
+    let ctx = fixture().await;
+    let df = ctx
+        .sql("SELECT id, INTERVAL '1 day' AS span FROM a")
+        .await
+        .unwrap();
+    let err = df.clone().checkpoint().await.unwrap_err().to_string();
+    assert!(
+        err.contains("column 'span' has type Interval(MonthDayNano), which Parquet cannot store")
+            && err.contains("LOCAL CHECKPOINT"),
+        "{err}"
+    );
+    // A local checkpoint keeps it.
+    let local = df.local_checkpoint().await.unwrap();
+    assert_eq!(local.count().await.unwrap(), 500);
+}
+
+#[tokio::test]
 async fn joins_round_trip() {
     let ctx = fixture().await;
     assert_same_rows(

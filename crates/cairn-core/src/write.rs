@@ -7,7 +7,10 @@ use std::time::Instant;
 use chrono::Utc;
 use datafusion::common::runtime::JoinSet;
 use datafusion::execution::TaskContext;
-use datafusion::parquet::arrow::AsyncArrowWriter;
+use datafusion::arrow::array::{RecordBatch, new_null_array};
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::parquet::arrow::{ArrowWriter, AsyncArrowWriter};
+use datafusion::parquet::errors::ParquetError;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::physical_expr::LexOrdering;
@@ -68,6 +71,7 @@ pub(crate) async fn write_checkpoint(
         .set_compression(options.compression)
         .set_created_by(format!("cairn {}", env!("CARGO_PKG_VERSION")))
         .build();
+    check_storable(&schema, &props)?;
     let mut tasks = JoinSet::new();
     for (p, name) in names.iter().enumerate() {
         let stream = input.execute(p, Arc::clone(&ctx))?;
@@ -162,6 +166,32 @@ fn storage_failure(store: &CheckpointStore, id: &str, e: Error) -> Error {
             source: Box::new(other),
         },
     }
+}
+
+/// Refuses, before anything runs, a column that Parquet cannot store: the
+/// writer itself is asked, with one row of nulls of each column written to
+/// memory (parquet 59 finds some types unsupported only when writing).
+fn check_storable(schema: &SchemaRef, props: &WriterProperties) -> Result<()> {
+    for field in schema.fields() {
+        let probe = Arc::new(Schema::new(vec![
+            field.as_ref().clone().with_nullable(true),
+        ]));
+        let column = new_null_array(field.data_type(), 1);
+        let Ok(batch) = RecordBatch::try_new(Arc::clone(&probe), vec![column]) else {
+            continue;
+        };
+        let written = ArrowWriter::try_new(Vec::new(), probe, Some(props.clone()))
+            .and_then(|mut w| w.write(&batch).and_then(|()| w.close()));
+        if let Err(e @ ParquetError::NYI(_)) = written {
+            return Err(Error::Unsupported(format!(
+                "column '{}' has type {}, which Parquet cannot store ({e}); cast it, for \
+                 example to a string, or use a LOCAL CHECKPOINT, which keeps it in memory",
+                field.name(),
+                field.data_type()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Spreads a single unordered partition over the cores, so that Parquet

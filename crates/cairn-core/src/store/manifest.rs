@@ -6,11 +6,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, Utc};
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
-use datafusion::arrow::ipc::convert::{IpcSchemaEncoder, fb_to_schema};
-use datafusion::arrow::ipc::root_as_schema;
 use serde::{Deserialize, Serialize};
 
 use super::integrity::BlockChecksums;
+use super::ipc_schema;
 use crate::error::{Error, Result};
 use crate::fingerprint::SourceListing;
 
@@ -88,9 +87,8 @@ pub struct Lineage {
 
 impl SchemaInfo {
     pub fn new(schema: &Schema) -> Self {
-        let fb = IpcSchemaEncoder::new().schema_to_fb(schema);
         Self {
-            arrow_ipc: BASE64.encode(fb.finished_data()),
+            arrow_ipc: BASE64.encode(ipc_schema::encode(schema)),
             fields: schema
                 .fields()
                 .iter()
@@ -106,8 +104,7 @@ impl SchemaInfo {
         let bytes = BASE64
             .decode(&self.arrow_ipc)
             .map_err(|e| format!("schema is not base64: {e}"))?;
-        let fb = root_as_schema(&bytes).map_err(|e| format!("schema does not decode: {e}"))?;
-        Ok(Arc::new(fb_to_schema(fb)))
+        Ok(Arc::new(ipc_schema::decode(&bytes)?))
     }
 }
 
@@ -134,12 +131,10 @@ impl Manifest {
         if m.id != id {
             return Err(bad(format!("it names checkpoint {}", m.id)));
         }
-        let file_rows: u64 = m.files.iter().map(|f| f.rows).sum();
-        if file_rows != m.rows {
-            return Err(bad(format!(
-                "its files hold {file_rows} rows but it says {}",
-                m.rows
-            )));
+        let file_rows = m.files.iter().try_fold(0u64, |sum, f| sum.checked_add(f.rows));
+        if file_rows != Some(m.rows) {
+            let held = file_rows.map_or(format!("more than {}", u64::MAX), |n| n.to_string());
+            return Err(bad(format!("its files hold {held} rows but it says {}", m.rows)));
         }
         for f in &m.files {
             if f.path.contains('/') || f.path.starts_with('.') || f.path.is_empty() {
@@ -229,6 +224,10 @@ mod tests {
         let mut m = manifest();
         m.rows = 4;
         assert!(err(&m).contains("its files hold 3 rows but it says 4"));
+        let mut m = manifest();
+        m.files.push(m.files[0].clone());
+        m.files[1].rows = u64::MAX;
+        assert!(err(&m).contains("its files hold more than 18446744073709551615 rows"));
         let mut m = manifest();
         m.files[0].checksums.crc32c.pop();
         assert!(err(&m).contains("has 2 checksums of 4-byte blocks"));

@@ -8,6 +8,7 @@
 //! ```
 
 pub mod integrity;
+mod ipc_schema;
 pub mod lifecycle;
 pub mod manifest;
 pub mod names;
