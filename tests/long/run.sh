@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The long robustness runs, outside CI (see README.md, "Long runs"):
 # hundreds of SIGKILLs, dozens of two-process commit races, thousands of
-# differential queries against DuckDB, and checkpoints ten times the memory
-# limit. Each step prints its own summary; the script stops at the first
+# differential queries against DuckDB, checkpoints ten times the memory
+# limit, and the fuzz targets. Each step prints its own summary; the script stops at the first
 # failure.
 #
 #   bash tests/long/run.sh                 # everything, defaults below
@@ -16,6 +16,7 @@ QUERIES="${QUERIES:-10000}"
 SEED="${SEED:-$RANDOM$RANDOM}"
 GB="${GB:-5}"
 LIMIT_MB="${LIMIT_MB:-512}"
+FUZZ_SECONDS="${FUZZ_SECONDS:-600}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn-target}"
 
 venv="${CAIRN_VENV:-$HOME/.cache/cairn-py}"
@@ -45,3 +46,20 @@ cargo build --release --example big_checkpoint
 for kind in reliable local; do
     "$CARGO_TARGET_DIR/release/examples/big_checkpoint" "$GB" "$LIMIT_MB" "$kind"
 done
+
+step "fuzzing, $FUZZ_SECONDS s per target"
+if cargo +nightly fuzz --version >/dev/null 2>&1; then
+    # Its own workspace and target dir (fuzz/target): sanitizer builds share
+    # nothing with the others. The first build takes about 35 minutes.
+    cd fuzz
+    for target in statement_parser manifest_reader manifest_schema; do
+        mkdir -p "corpus/$target"
+        env -u CARGO_TARGET_DIR cargo +nightly fuzz run -a "$target" \
+            "corpus/$target" "seeds/$target" -- \
+            -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 2>&1 |
+            grep -E "^stat::number_of_executed_units|^Done|ERROR|panicked" || true
+    done
+    cd ..
+else
+    echo "skipped: needs a nightly toolchain and cargo-fuzz (cargo install cargo-fuzz --locked)"
+fi

@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
-use datafusion::common::runtime::JoinSet;
-use datafusion::execution::TaskContext;
 use datafusion::arrow::array::{RecordBatch, new_null_array};
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::common::runtime::JoinSet;
+use datafusion::execution::TaskContext;
 use datafusion::parquet::arrow::{ArrowWriter, AsyncArrowWriter};
-use datafusion::parquet::errors::ParquetError;
 use datafusion::parquet::basic::Compression;
+use datafusion::parquet::errors::ParquetError;
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::physical_expr::LexOrdering;
 use datafusion::physical_expr::expressions::Column;

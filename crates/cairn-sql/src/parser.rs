@@ -79,14 +79,24 @@ pub fn parse_script(sql: &str, dialect: &dyn Dialect) -> Result<Vec<ParsedStatem
             Some(s) => s,
             None => Statement::DataFusion(Box::new(parser.parse_statement()?)),
         };
-        let end = parser.parser.get_current_token().span.end;
+        // The statement ends with its last token that is not whitespace
+        // (the parser may stand on whitespace it peeked past).
+        let mut last = parser.parser.get_current_index();
+        while last > 0 && matches!(parser.parser.token_at(last).token, Token::Whitespace(_)) {
+            last -= 1;
+        }
+        let end = parser.parser.token_at(last).span.end;
         let next = parser.parser.peek_token();
         if next.token != Token::EOF && next.token != Token::SemiColon {
             return Err(parse_error(expected("end of statement", &next)));
         }
+        // Not trimmed: a token can end in whitespace (sqlparser 0.62 reads
+        // `@\r` as one word).
+        let text = lines.slice(sql, first.span.start, end);
+        let text = if end.line == 0 { text.trim_end() } else { text };
         out.push(ParsedStatement {
             statement,
-            text: lines.slice(sql, first.span.start, end).trim().to_string(),
+            text: text.to_string(),
             start: first.span.start,
         });
     }
@@ -304,6 +314,19 @@ mod tests {
 
     fn parse(sql: &str) -> Result<Vec<ParsedStatement>> {
         parse_script(sql, &CairnDialect::new(Box::new(GenericDialect {})))
+    }
+
+    /// Found by the statement_parser fuzz target: the text of a statement
+    /// lost the `\r` that ends its last token, and no longer parsed alone.
+    #[test]
+    fn a_statement_text_keeps_whitespace_inside_its_last_token() {
+        let script = "SELECT a, r\r\r@\r\r\r";
+        let parsed = parse(script).unwrap();
+        assert_eq!(parsed.len(), 1);
+        assert_eq!(parsed[0].text, "SELECT a, r\r\r@\r");
+        let again = parse(&parsed[0].text).unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].text, parsed[0].text);
     }
 
     #[test]

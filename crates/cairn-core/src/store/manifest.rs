@@ -131,10 +131,16 @@ impl Manifest {
         if m.id != id {
             return Err(bad(format!("it names checkpoint {}", m.id)));
         }
-        let file_rows = m.files.iter().try_fold(0u64, |sum, f| sum.checked_add(f.rows));
+        let file_rows = m
+            .files
+            .iter()
+            .try_fold(0u64, |sum, f| sum.checked_add(f.rows));
         if file_rows != Some(m.rows) {
             let held = file_rows.map_or(format!("more than {}", u64::MAX), |n| n.to_string());
-            return Err(bad(format!("its files hold {held} rows but it says {}", m.rows)));
+            return Err(bad(format!(
+                "its files hold {held} rows but it says {}",
+                m.rows
+            )));
         }
         for f in &m.files {
             if f.path.contains('/') || f.path.starts_with('.') || f.path.is_empty() {

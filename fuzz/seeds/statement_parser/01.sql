@@ -1,0 +1,1 @@
+SET cairn.checkpoint_dir = 'file:///tmp/ck'; SHOW cairn.checkpoint_dir;

@@ -1,0 +1,1 @@
+SELECT * FROM CHECKPOINT(SELECT value FROM range(10)) AS c WHERE c.value > 3;

@@ -1,0 +1,1 @@
+SELECT * FROM checkpoint((SELECT 1)) c JOIN t ON c.x = t.x; SHOW CHECKPOINTS

@@ -1,0 +1,1 @@
+CREATE EXTERNAL TABLE e STORED AS PARQUET LOCATION '/tmp/x.parquet'; COPY (SELECT 1) TO '/tmp/y.csv';

@@ -1,0 +1,1 @@
+/* block */ SELECT 'it''s', "q""", E'\n', $1, 1.5e3, x'00ff' FROM t LIMIT 3 OFFSET 1;
