@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime};
 use cairn::datafusion::functions_aggregate::expr_fn::{count, sum};
 use cairn::prelude::*;
 
-use crate::common::{dir_ctx, scalar};
+use crate::common::{dir_ctx, listing, scalar};
 
 fn query(run: u64) -> String {
     // A different size per run, so that each run writes a new checkpoint.
@@ -64,17 +64,12 @@ fn spawn_writer(dir: &Path, run: u64) -> std::process::Child {
 async fn check_dir(dir: &Path, verified: &mut HashSet<String>) -> usize {
     let ctx = dir_ctx(dir);
     let mut committed = 0;
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let entry = entry.unwrap();
-        if !entry.file_type().unwrap().is_dir() {
-            continue;
-        }
-        let id = entry.file_name().to_string_lossy().to_string();
+    for (id, files) in listing(dir).await {
         if verified.contains(&id) {
             committed += 1;
             continue;
         }
-        let has_manifest = entry.path().join("_manifest.json").exists();
+        let has_manifest = files.iter().any(|f| f == "_manifest.json");
         let opened = ctx.open_checkpoint(&id).await.unwrap();
         assert_eq!(opened.is_some(), has_manifest, "checkpoint {id}");
         let Some(df) = opened else { continue };
@@ -114,12 +109,18 @@ async fn sigkill_at_random_moments_never_leaves_a_partial_checkpoint() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(20);
     let dir = tempfile::tempdir().unwrap();
+    kill_writers_in(dir.path(), kills).await;
+}
+
+/// Kills `kills` writers in `dir` (local or `s3://`) at random moments and
+/// checks what each left.
+pub(crate) async fn kill_writers_in(dir: &Path, kills: u64) {
     let mut verified = HashSet::new();
     // One undisturbed run tells how long a write takes here.
     let started = Instant::now();
-    assert!(spawn_writer(dir.path(), 0).wait().unwrap().success());
+    assert!(spawn_writer(dir, 0).wait().unwrap().success());
     let full = started.elapsed();
-    assert_eq!(check_dir(dir.path(), &mut verified).await, 1);
+    assert_eq!(check_dir(dir, &mut verified).await, 1);
 
     let seed = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -134,11 +135,11 @@ async fn sigkill_at_random_moments_never_leaves_a_partial_checkpoint() {
         state ^= state >> 7;
         state ^= state << 17;
         let delay = full.mul_f64((state % 1000) as f64 / 900.0);
-        let mut child = spawn_writer(dir.path(), run);
+        let mut child = spawn_writer(dir, run);
         std::thread::sleep(delay);
         child.kill().unwrap();
         let status = child.wait().unwrap();
-        let committed = check_dir(dir.path(), &mut verified).await;
+        let committed = check_dir(dir, &mut verified).await;
         assert!(
             committed - committed_so_far <= 1,
             "one writer, at most one commit"
@@ -155,7 +156,7 @@ async fn sigkill_at_random_moments_never_leaves_a_partial_checkpoint() {
     println!("{killed_before_commit} of {kills} writers were killed before their commit");
 
     // The dir stays usable: writing over the leftovers of killed writers works.
-    let ctx = dir_ctx(dir.path());
+    let ctx = dir_ctx(dir);
     let df = ctx
         .sql(&query(7))
         .await

@@ -23,13 +23,122 @@ pub fn memory_ctx() -> CairnContext {
         .expect("a memory dir always opens")
 }
 
-/// A context on a local checkpoint dir.
+/// A context on a checkpoint dir: a local path, or an `s3://` URL on the
+/// test server (see [`TestS3`]).
 pub fn dir_ctx(dir: &std::path::Path) -> CairnContext {
-    CairnContext::builder()
-        .checkpoint_dir(dir.display().to_string())
-        .target_partitions(2)
+    let dir = dir.display().to_string();
+    let mut builder = CairnContext::builder().target_partitions(2);
+    if dir.starts_with("s3://") {
+        builder = builder.s3_options(TestS3::from_env().expect("an S3 test server").options());
+    }
+    builder
+        .checkpoint_dir(dir)
         .build()
-        .expect("a temp dir opens")
+        .expect("a test dir opens")
+}
+
+/// The S3-compatible server the tests run against: `.ci/run` starts one
+/// (tests/s3/moto_server.py) and exports its settings as `CAIRN_TEST_S3_*`.
+#[derive(Debug, Clone)]
+pub struct TestS3 {
+    pub endpoint: String,
+    pub bucket: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl TestS3 {
+    pub fn from_env() -> Option<Self> {
+        let var = |name: &str| std::env::var(format!("CAIRN_TEST_S3_{name}")).ok();
+        Some(Self {
+            endpoint: var("ENDPOINT")?,
+            bucket: var("BUCKET")?,
+            access_key_id: var("ACCESS_KEY_ID")?,
+            secret_access_key: var("SECRET_ACCESS_KEY")?,
+        })
+    }
+
+    /// The server, or `None` (and a note) where none runs; CI sets
+    /// `CAIRN_REQUIRE_S3=1` so that S3 tests cannot be skipped there.
+    pub fn or_skip(test: &str) -> Option<Self> {
+        let found = Self::from_env();
+        if found.is_none() {
+            assert!(
+                std::env::var_os("CAIRN_REQUIRE_S3").is_none(),
+                "{test}: CAIRN_REQUIRE_S3 is set but CAIRN_TEST_S3_* are not"
+            );
+            eprintln!("{test}: skipped, no S3 test server (see tests/s3/moto_server.py)");
+        }
+        found
+    }
+
+    pub fn options(&self) -> cairn::S3Options {
+        cairn::S3Options {
+            endpoint: Some(self.endpoint.clone()),
+            region: Some("us-east-1".into()),
+            access_key_id: Some(self.access_key_id.clone()),
+            secret_access_key: Some(cairn::Secret::new(&self.secret_access_key)),
+            ..Default::default()
+        }
+    }
+
+    /// A fresh, empty checkpoint dir on the server.
+    pub fn fresh_dir(&self) -> String {
+        format!("s3://{}/{}/", self.bucket, uuid_like())
+    }
+
+    /// The bucket, to look at what was written.
+    pub fn bucket_store(&self) -> Arc<dyn cairn::object_store::ObjectStore> {
+        self.options().store(&self.bucket).unwrap()
+    }
+}
+
+/// The checkpoint directories of a local or `s3://` dir and, for each, its
+/// file names, sorted.
+pub async fn listing(dir: &std::path::Path) -> Vec<(String, Vec<String>)> {
+    use futures::TryStreamExt;
+    let shown = dir.display().to_string();
+    let mut dirs: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    if let Some(rest) = shown.strip_prefix("s3://") {
+        let s3 = TestS3::from_env().expect("an S3 test server");
+        let prefix = rest
+            .split_once('/')
+            .map_or("", |(_, p)| p)
+            .trim_matches('/');
+        let prefix = cairn::object_store::path::Path::from(prefix);
+        let objects: Vec<_> = s3
+            .bucket_store()
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .unwrap();
+        for object in objects {
+            let parts: Vec<_> = object.location.prefix_match(&prefix).unwrap().collect();
+            if let [id, file] = parts.as_slice() {
+                dirs.entry(id.as_ref().to_string())
+                    .or_default()
+                    .push(file.as_ref().to_string());
+            }
+        }
+    } else {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            if !entry.file_type().unwrap().is_dir() {
+                continue;
+            }
+            let files = std::fs::read_dir(entry.path())
+                .unwrap()
+                .map(|f| f.unwrap().file_name().to_string_lossy().to_string())
+                .collect();
+            dirs.insert(entry.file_name().to_string_lossy().to_string(), files);
+        }
+    }
+    dirs.into_iter()
+        .map(|(id, mut files)| {
+            files.sort();
+            (id, files)
+        })
+        .collect()
 }
 
 pub fn uuid_like() -> String {

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use cairn::datafusion::functions_aggregate::expr_fn::sum;
 use cairn::prelude::*;
 
-use crate::common::{dir_ctx, scalar};
+use crate::common::{dir_ctx, listing, scalar};
 
 fn query(race: u64) -> String {
     format!(
@@ -19,7 +19,7 @@ fn query(race: u64) -> String {
     )
 }
 
-fn expected_sum(race: u64) -> u64 {
+pub(crate) fn expected_sum(race: u64) -> u64 {
     let n = 200_000 + race;
     n * (n - 1) / 2
 }
@@ -51,7 +51,7 @@ async fn child_races_to_checkpoint() {
     println!("{}", if wrote { "wrote" } else { "reused" });
 }
 
-fn spawn_racer(dir: &Path, race: u64, start_ms: u128) -> std::process::Child {
+pub(crate) fn spawn_racer(dir: &Path, race: u64, start_ms: u128) -> std::process::Child {
     Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -69,25 +69,6 @@ fn spawn_racer(dir: &Path, race: u64, start_ms: u128) -> std::process::Child {
         .unwrap()
 }
 
-/// The checkpoint directories in `dir` and, for each, its file names.
-fn listing(dir: &Path) -> Vec<(String, Vec<String>)> {
-    let mut dirs: Vec<(String, Vec<String>)> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap())
-        .filter(|e| e.file_type().unwrap().is_dir())
-        .map(|e| {
-            let mut files: Vec<String> = std::fs::read_dir(e.path())
-                .unwrap()
-                .map(|f| f.unwrap().file_name().to_string_lossy().to_string())
-                .collect();
-            files.sort();
-            (e.file_name().to_string_lossy().to_string(), files)
-        })
-        .collect();
-    dirs.sort();
-    dirs
-}
-
 #[tokio::test]
 async fn concurrent_writers_of_one_checkpoint_commit_once_and_both_answer() {
     let races: u64 = std::env::var("CAIRN_RACES")
@@ -95,14 +76,19 @@ async fn concurrent_writers_of_one_checkpoint_commit_once_and_both_answer() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(10);
     let dir = tempfile::tempdir().unwrap();
+    race_in(dir.path(), races).await;
+}
+
+/// Runs `races` races in `dir` (local or `s3://`) and checks each.
+pub(crate) async fn race_in(dir: &Path, races: u64) {
     let mut both_wrote = 0;
     for race in 0..races {
         // Both start computing at the same moment, well after both are up.
         let start =
             SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + Duration::from_millis(400);
         let racers = [
-            spawn_racer(dir.path(), race, start.as_millis()),
-            spawn_racer(dir.path(), race, start.as_millis()),
+            spawn_racer(dir, race, start.as_millis()),
+            spawn_racer(dir, race, start.as_millis()),
         ];
         let mut writers = 0;
         for racer in racers {
@@ -122,7 +108,7 @@ async fn concurrent_writers_of_one_checkpoint_commit_once_and_both_answer() {
         assert!(writers >= 1, "race {race}: nobody wrote the checkpoint");
         // One directory for the query's id, one manifest, and only the
         // winner's data files: the loser removed its own.
-        let dirs = listing(dir.path());
+        let dirs = listing(dir).await;
         assert_eq!(dirs.len() as u64, race + 1, "race {race}: {dirs:?}");
         for (id, files) in &dirs {
             let manifests = files.iter().filter(|f| *f == "_manifest.json").count();
@@ -151,8 +137,8 @@ async fn concurrent_writers_of_one_checkpoint_commit_once_and_both_answer() {
         "the racers never overlapped: nothing was tested"
     );
     // Every committed checkpoint reads back whole in a new process's view.
-    let ctx = dir_ctx(dir.path());
-    for (id, _) in listing(dir.path()) {
+    let ctx = dir_ctx(dir);
+    for (id, _) in listing(dir).await {
         assert!(ctx.open_checkpoint(&id).await.unwrap().is_some(), "{id}");
     }
 }

@@ -15,6 +15,7 @@
 //! - `resume`: a killed iterative job resumes from its last checkpoint
 //! - `races`: concurrent writers of one checkpoint: one commit wins, both answer
 //! - `lifecycle`: named, unnamed and orphaned checkpoints live as long as they should
+//! - `s3`: the same on a real S3-compatible server, and secrets that never show
 
 mod common;
 
@@ -32,3 +33,4 @@ mod regressions;
 mod resume;
 mod reuse;
 mod roundtrip;
+mod s3;

@@ -22,7 +22,7 @@ use rustyline::history::DefaultHistory;
 use rustyline::{CompletionType, Config, Editor};
 
 use crate::command::{Command, help};
-use crate::helper::{CairnHelper, Names, is_complete};
+use crate::helper::{CairnHelper, Names, is_complete, mentions_a_secret};
 use crate::print::{PrintOptions, print};
 
 /// Why a statement or command did not complete.
@@ -406,9 +406,12 @@ impl Shell {
                     if line.trim().is_empty() {
                         continue;
                     }
-                    editor.add_history_entry(line.trim_end())?;
-                    if let Some(path) = &history {
-                        let _ = editor.append_history(path);
+                    // Like MySQL's client, lines with credentials stay out of history.
+                    if !mentions_a_secret(&line) {
+                        editor.add_history_entry(line.trim_end())?;
+                        if let Some(path) = &history {
+                            let _ = editor.append_history(path);
+                        }
                     }
                     match self.run_input(&line).await {
                         Ok(Flow::Quit) => break,

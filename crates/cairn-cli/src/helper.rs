@@ -168,6 +168,15 @@ pub fn is_complete(input: &str) -> bool {
     quote.is_none() && last == Some(';')
 }
 
+/// Whether `line` may hold a credential (`SET cairn.s3.secret_access_key`,
+/// a session token, or any other `secret`/`password`/`token` setting).
+pub fn mentions_a_secret(line: &str) -> bool {
+    let line = line.to_lowercase();
+    ["secret", "session_token", "password"]
+        .iter()
+        .any(|word| line.contains(word))
+}
+
 impl Validator for CairnHelper {
     fn validate(&self, ctx: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
         Ok(if is_complete(ctx.input()) {
@@ -261,6 +270,13 @@ impl Helper for CairnHelper {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_with_credentials_are_recognized() {
+        assert!(mentions_a_secret("SET cairn.s3.SECRET_ACCESS_KEY = 'x';"));
+        assert!(mentions_a_secret("set cairn.s3.session_token to 'x'"));
+        assert!(!mentions_a_secret("SET cairn.s3.access_key_id = 'AKID';"));
+    }
 
     #[test]
     fn statements_end_at_a_semicolon_outside_quotes_and_comments() {

@@ -308,6 +308,13 @@ mod terminal {
         s.exp_string("still here").unwrap();
         expect_then_prompt(&mut s, "(1 row)");
 
+        // A line with a credential runs, and stays out of the history.
+        s.send_line("SET cairn.s3.secret_access_key = 'hunter2-in-history';")
+            .unwrap();
+        s.exp_string("cairn> ").unwrap();
+        s.send_line("SHOW cairn.s3.secret_access_key;").unwrap();
+        expect_then_prompt(&mut s, "********");
+
         s.send_line("\\q").unwrap();
         s.exp_eof().unwrap();
         let history = std::fs::read_to_string(dir.path().join("history")).unwrap();
@@ -315,5 +322,6 @@ mod terminal {
             history.contains("SELECT count(*) AS n FROM measurements;"),
             "{history}"
         );
+        assert!(!history.contains("hunter2"), "{history}");
     }
 }

@@ -20,6 +20,7 @@ use crate::recover::OnCorrupt;
 use crate::scan::CheckpointTable;
 use crate::store::CheckpointStore;
 use crate::store::lifecycle::Lifetimes;
+use crate::store::s3::{CairnObjectStores, S3Options};
 use crate::write::WriteOptions;
 
 /// Cairn's settings for one session, kept in DataFusion's session config
@@ -30,16 +31,35 @@ pub struct CairnConfig {
     write: RwLock<WriteOptions>,
     lifetimes: RwLock<Lifetimes>,
     on_corrupt: RwLock<OnCorrupt>,
+    /// Shared with the session's object store registry.
+    s3: Arc<RwLock<S3Options>>,
 }
 
 impl CairnConfig {
-    fn new(store: Arc<CheckpointStore>) -> Self {
+    fn new(store: Arc<CheckpointStore>, s3: S3Options) -> Self {
         Self {
             store: RwLock::new(store),
             write: RwLock::new(WriteOptions::default()),
             lifetimes: RwLock::new(Lifetimes::default()),
             on_corrupt: RwLock::new(OnCorrupt::default()),
+            s3: Arc::new(RwLock::new(s3)),
         }
+    }
+
+    /// How S3 is reached, for checkpoint dirs and `s3://` data.
+    pub fn s3_options(&self) -> S3Options {
+        self.s3.read().expect("cairn config poisoned").clone()
+    }
+
+    /// Later S3 requests use `options`; an `s3://` checkpoint dir is opened
+    /// again with them, so a bad setting is an error that changes nothing.
+    pub fn set_s3_options(&self, options: S3Options) -> Result<()> {
+        let store = self.store();
+        if store.url().starts_with("s3://") {
+            self.set_store(CheckpointStore::open_with(store.url(), &options)?);
+        }
+        *self.s3.write().expect("cairn config poisoned") = options;
+        Ok(())
     }
 
     /// What happens when a committed checkpoint is found damaged.
@@ -101,6 +121,7 @@ pub struct CairnContextBuilder {
     target_partitions: Option<usize>,
     config: Option<SessionConfig>,
     url_tables: bool,
+    s3: S3Options,
 }
 
 impl CairnContextBuilder {
@@ -139,6 +160,13 @@ impl CairnContextBuilder {
         self
     }
 
+    /// How to reach S3 (`s3://` checkpoint dirs and data); what is unset
+    /// comes from the `AWS_*` environment variables.
+    pub fn s3_options(mut self, options: S3Options) -> Self {
+        self.s3 = options;
+        self
+    }
+
     /// DataFusion settings to start from.
     pub fn session_config(mut self, config: SessionConfig) -> Self {
         self.config = Some(config);
@@ -148,11 +176,11 @@ impl CairnContextBuilder {
     pub fn build(self) -> Result<CairnContext> {
         let store = match (self.checkpoint_store, self.checkpoint_dir) {
             (Some(store), _) => store,
-            (None, Some(dir)) => CheckpointStore::open(&dir)?,
+            (None, Some(dir)) => CheckpointStore::open_with(&dir, &self.s3)?,
             (None, None) => CheckpointStore::open(&default_checkpoint_dir().display().to_string())?,
         };
         tracing::info!(dir = store.url(), "checkpoint dir");
-        let cairn = Arc::new(CairnConfig::new(store));
+        let cairn = Arc::new(CairnConfig::new(store, self.s3));
         let mut config = self
             .config
             .unwrap_or_default()
@@ -166,7 +194,8 @@ impl CairnContextBuilder {
             }
             config = config.with_target_partitions(n);
         }
-        let mut runtime = RuntimeEnvBuilder::new();
+        let mut runtime = RuntimeEnvBuilder::new()
+            .with_object_store_registry(Arc::new(CairnObjectStores::new(Arc::clone(&cairn.s3))));
         if let Some(bytes) = self.memory_limit {
             runtime = runtime.with_memory_limit(bytes, 1.0);
         }
@@ -275,7 +304,16 @@ impl CairnContext {
     /// Points later checkpoints at `dir`. A dir that cannot be used is an
     /// error and leaves the current one in place.
     pub fn set_checkpoint_dir(&self, dir: &str) -> Result<()> {
-        let store = CheckpointStore::open(dir)?;
+        let store = CheckpointStore::open_with(dir, &self.cairn.s3_options())?;
+        self.cairn.set_store(store);
+        Ok(())
+    }
+
+    /// [`set_checkpoint_dir`](Self::set_checkpoint_dir), after checking that
+    /// a remote dir takes writes (see [`CheckpointStore::check_writable`]).
+    pub async fn use_checkpoint_dir(&self, dir: &str) -> Result<()> {
+        let store = CheckpointStore::open_with(dir, &self.cairn.s3_options())?;
+        store.check_writable().await?;
         self.cairn.set_store(store);
         Ok(())
     }

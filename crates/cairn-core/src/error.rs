@@ -24,6 +24,15 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// A remote checkpoint dir cannot be used: no such bucket, refused
+    /// credentials, an unreachable endpoint.
+    #[error("checkpoint dir '{dir}' cannot be used: {problem}; {hint}")]
+    CheckpointDirUnusable {
+        dir: String,
+        problem: String,
+        hint: String,
+    },
+
     /// The store cannot create an object only if it is absent, so two
     /// writers could both believe they committed.
     #[error(

@@ -56,6 +56,7 @@ pub use periodic::PeriodicCheckpointer;
 pub use planner::{CairnQueryPlanner, CheckpointExec, CheckpointPlanner};
 pub use recover::{OnCorrupt, damaged_checkpoint};
 pub use scan::CheckpointTable;
+pub use store::s3::{S3Options, Secret};
 pub use write::WriteOptions;
 
 /// The DataFusion and Arrow this engine is built on: use these, so that a

@@ -72,6 +72,7 @@ pub(crate) async fn write_checkpoint(
         .set_created_by(format!("cairn {}", env!("CARGO_PKG_VERSION")))
         .build();
     check_storable(&schema, &props)?;
+    store.check_writable().await?;
     let mut tasks = JoinSet::new();
     for (p, name) in names.iter().enumerate() {
         let stream = input.execute(p, Arc::clone(&ctx))?;
@@ -137,16 +138,22 @@ pub(crate) async fn write_checkpoint(
             Ok(manifest)
         }
         Ok(Commit::Lost) => {
+            let committed = store.read_manifest(&id).await?;
+            // A create-only put retried after a lost response finds its own
+            // first attempt committed: that is a win.
+            if let Some(m) = &committed
+                && !m.files.is_empty()
+                && m.files.iter().all(|f| f.path.starts_with(&attempt))
+            {
+                return Ok(m.clone());
+            }
             store.remove_attempt(&id, &attempt).await;
             tracing::info!("another writer committed this checkpoint first; using theirs");
-            store
-                .read_manifest(&id)
-                .await?
-                .ok_or_else(|| Error::Corrupt {
-                    id: id.clone(),
-                    file: store.location(&id, crate::store::manifest::MANIFEST_FILE),
-                    problem: "another writer committed it, but its manifest cannot be found".into(),
-                })
+            committed.ok_or_else(|| Error::Corrupt {
+                id: id.clone(),
+                file: store.location(&id, crate::store::manifest::MANIFEST_FILE),
+                problem: "another writer committed it, but its manifest cannot be found".into(),
+            })
         }
         Err(e) => {
             store.remove_attempt(&id, &attempt).await;

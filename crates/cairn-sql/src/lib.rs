@@ -26,4 +26,4 @@ mod session;
 pub use dialect::{CHECKPOINT_RELATION, CairnDialect};
 pub use parser::{ParsedStatement, Statement, parse_script};
 pub use relation::CheckpointRelationPlanner;
-pub use session::{OPTIONS, Session, StatementOutput};
+pub use session::{OPTIONS, Session, StatementOutput, is_secret_option};

@@ -179,7 +179,7 @@ fn parse_cairn(parser: &mut Parser) -> Result<Option<Statement>, ParserError> {
         if !parser.consume_token(&Token::Eq) && !parser.parse_keyword(Keyword::TO) {
             return Err(expected("= or TO", &parser.peek_token()));
         }
-        let value = option_value(parser)?;
+        let value = option_value(parser, crate::session::is_secret_option(&key))?;
         return Ok(Some(Statement::SetOption { key, value }));
     }
     if word_at(parser, 0).as_deref() == Some("SHOW") && cairn_option(1) {
@@ -238,28 +238,48 @@ fn parse_name(parser: &mut Parser) -> Result<String, ParserError> {
     })
 }
 
+/// `checkpoint_dir`, `s3.endpoint`: words joined by dots.
 fn option_key(parser: &mut Parser) -> Result<String, ParserError> {
-    let at = parser.peek_token();
-    match at.token {
-        Token::Word(w) => {
-            parser.next_token();
-            Ok(w.value.to_lowercase())
+    let mut key = String::new();
+    loop {
+        let at = parser.peek_token();
+        let Token::Word(w) = at.token else {
+            return Err(expected("an option name after 'cairn.'", &at));
+        };
+        parser.next_token();
+        key.push_str(&w.value.to_lowercase());
+        if !parser.consume_token(&Token::Period) {
+            return Ok(key);
         }
-        _ => Err(expected("an option name after 'cairn.'", &at)),
+        key.push('.');
     }
 }
 
-fn option_value(parser: &mut Parser) -> Result<String, ParserError> {
+/// The value of `SET cairn.<key>`; an error about a secret's value does
+/// not repeat it.
+fn option_value(parser: &mut Parser, secret: bool) -> Result<String, ParserError> {
     let at = parser.peek_token();
-    match parser.parse_expr()? {
+    let found = |text: String| {
+        if secret {
+            "a value that is not quoted".into()
+        } else {
+            text
+        }
+    };
+    let expr = match parser.parse_expr() {
+        Ok(expr) => expr,
+        Err(_) if secret => return Err(expected_value(&found(String::new()), &at)),
+        Err(e) => return Err(e),
+    };
+    match expr {
         SqlExpr::Value(v) => match v.value {
             Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => Ok(s),
             Value::Number(n, _) => Ok(n),
             Value::Boolean(b) => Ok(b.to_string()),
-            other => Err(expected_value(&other.to_string(), &at)),
+            other => Err(expected_value(&found(other.to_string()), &at)),
         },
         SqlExpr::Identifier(id) => Ok(id.value),
-        other => Err(expected_value(&other.to_string(), &at)),
+        other => Err(expected_value(&found(other.to_string()), &at)),
     }
 }
 

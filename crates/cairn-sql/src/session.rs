@@ -10,7 +10,7 @@ use cairn_core::datafusion::arrow::array::{
 use cairn_core::datafusion::arrow::datatypes::{Schema, SchemaRef};
 use cairn_core::store::lifecycle::Lifetimes;
 use cairn_core::{
-    CairnContext, CheckpointInfo, CheckpointKind, Error, Materialize, OnCorrupt, Result,
+    CairnContext, CheckpointInfo, CheckpointKind, Error, Materialize, OnCorrupt, Result, Secret,
     WriteOptions, damaged_checkpoint,
 };
 use datafusion::dataframe::DataFrame;
@@ -26,7 +26,7 @@ use crate::relation::CheckpointRelationPlanner;
 pub const OPTIONS: &[(&str, &str)] = &[
     (
         "checkpoint_dir",
-        "where reliable checkpoints go: a path, file://, or memory://",
+        "where reliable checkpoints go: a path, file://, memory:// or s3://bucket/prefix",
     ),
     (
         "checkpoint_compression",
@@ -44,7 +44,36 @@ pub const OPTIONS: &[(&str, &str)] = &[
         "checkpoint_on_corrupt",
         "a damaged checkpoint is an 'error', or is rebuilt from its lineage ('recompute')",
     ),
+    (
+        "s3.endpoint",
+        "an S3-compatible server, e.g. 'http://127.0.0.1:9000' (default: AWS_ENDPOINT or AWS)",
+    ),
+    (
+        "s3.region",
+        "the S3 region (default: AWS_REGION or us-east-1)",
+    ),
+    (
+        "s3.access_key_id",
+        "the S3 access key id (default: AWS_ACCESS_KEY_ID)",
+    ),
+    (
+        "s3.secret_access_key",
+        "the S3 secret key (default: AWS_SECRET_ACCESS_KEY); never shown",
+    ),
+    (
+        "s3.session_token",
+        "a temporary S3 session token (default: AWS_SESSION_TOKEN); never shown",
+    ),
+    (
+        "s3.allow_http",
+        "'true' to allow an http:// endpoint (default: true when the endpoint is http://)",
+    ),
 ];
+
+/// Whether `cairn.<key>` holds a credential, whose value is never shown.
+pub fn is_secret_option(key: &str) -> bool {
+    matches!(key, "s3.secret_access_key" | "s3.session_token")
+}
 
 /// The result of one statement: its rows, collected.
 #[derive(Debug, Clone)]
@@ -227,7 +256,7 @@ impl Session {
                 ]))
             }
             Statement::SetOption { key, value } => {
-                self.set_option(key, value)?;
+                self.set_option(key, value).await?;
                 self.rows(RecordBatch::new_empty(Arc::new(Schema::empty())))
             }
             Statement::ShowOption { key } => {
@@ -266,17 +295,44 @@ impl Session {
             "checkpoint_retention" => format_duration(config.lifetimes().retention),
             "checkpoint_orphan_grace" => format_duration(config.lifetimes().orphan_grace),
             "checkpoint_on_corrupt" => config.on_corrupt().to_string(),
+            "s3.endpoint" => config.s3_options().endpoint.unwrap_or_default(),
+            "s3.region" => config.s3_options().region.unwrap_or_default(),
+            "s3.access_key_id" => config.s3_options().access_key_id.unwrap_or_default(),
+            "s3.secret_access_key" => shown(config.s3_options().secret_access_key),
+            "s3.session_token" => shown(config.s3_options().session_token),
+            "s3.allow_http" => config
+                .s3_options()
+                .allow_http
+                .map(|b| b.to_string())
+                .unwrap_or_default(),
             other => return Err(unknown_option(other)),
         })
     }
 
     /// Sets `cairn.<key>`; a bad value is an error that changes nothing.
-    pub fn set_option(&self, key: &str, value: &str) -> Result<()> {
+    /// A remote checkpoint dir is checked to take writes first.
+    pub async fn set_option(&self, key: &str, value: &str) -> Result<()> {
         let config = self.ctx.config();
         let bad =
             |why: String| Error::Unsupported(format!("cannot set cairn.{key} to '{value}': {why}"));
+        let mut s3 = config.s3_options();
+        // An empty value goes back to the environment's.
+        let given = Some(value.to_string()).filter(|v| !v.is_empty());
         match key {
-            "checkpoint_dir" => self.ctx.set_checkpoint_dir(value)?,
+            "checkpoint_dir" => self.ctx.use_checkpoint_dir(value).await?,
+            "s3.endpoint" => s3.endpoint = given,
+            "s3.region" => s3.region = given,
+            "s3.access_key_id" => s3.access_key_id = given,
+            "s3.secret_access_key" => s3.secret_access_key = given.map(Secret::new),
+            "s3.session_token" => s3.session_token = given.map(Secret::new),
+            "s3.allow_http" => {
+                s3.allow_http = match value.to_lowercase().as_str() {
+                    "" => None,
+                    "true" | "on" => Some(true),
+                    "false" | "off" => Some(false),
+                    _ => return Err(bad("use true or false".into())),
+                }
+            }
             "checkpoint_compression" => {
                 let compression: Compression = value.parse().map_err(|e| {
                     bad(format!(
@@ -298,8 +354,16 @@ impl Session {
             "checkpoint_on_corrupt" => config.set_on_corrupt(value.parse().map_err(bad)?),
             other => return Err(unknown_option(other)),
         }
+        if key.starts_with("s3.") {
+            config.set_s3_options(s3)?;
+        }
         Ok(())
     }
+}
+
+/// A secret as `SHOW` gives it: whether it is set, never its value.
+fn shown(secret: Option<Secret>) -> String {
+    secret.map(|s| s.to_string()).unwrap_or_default()
 }
 
 fn unknown_option(key: &str) -> Error {

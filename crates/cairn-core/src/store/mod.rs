@@ -12,6 +12,7 @@ mod ipc_schema;
 pub mod lifecycle;
 pub mod manifest;
 pub mod names;
+pub mod s3;
 
 use std::collections::HashMap;
 use std::path::{Path as FsPath, PathBuf};
@@ -28,18 +29,19 @@ use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
+use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use tokio::io::AsyncWriteExt;
 use url::Url;
 
 use self::integrity::{BlockChecksums, Checksummer, DEFAULT_BLOCK_SIZE, VerifiedFile};
 use self::manifest::{MANIFEST_FILE, Manifest};
+use self::s3::S3Options;
 use crate::error::{Error, Result};
 
 /// Where checkpoints live, and how to write and read them there.
-#[derive(Debug)]
 pub struct CheckpointStore {
-    /// The dir as users name it: `file:///...` or `memory://...`.
+    /// The dir as users name it: `file:///...`, `memory://...`, `s3://...`.
     url: String,
     /// The store, rooted at the checkpoint dir: paths are `<id>/<file>`.
     store: Arc<dyn ObjectStore>,
@@ -47,6 +49,17 @@ pub struct CheckpointStore {
     local_root: Option<PathBuf>,
     /// Under which URL scans of this store find it in the runtime env.
     object_store_url: ObjectStoreUrl,
+    /// Set once a remote dir took a create-only write.
+    writable: tokio::sync::OnceCell<()>,
+}
+
+/// Shows the dir only: a remote store holds credentials.
+impl std::fmt::Debug for CheckpointStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckpointStore")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How a commit ended.
@@ -73,8 +86,16 @@ static MEMORY_STORES: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> =
 
 impl CheckpointStore {
     /// Opens (creating it where needed) the checkpoint dir `dir`: a URL
-    /// (`file:///abs/path`, `memory://`, `memory://name`) or a plain path.
+    /// (`file:///abs/path`, `memory://`, `memory://name`, `s3://bucket/prefix`
+    /// with S3 settings from the environment) or a plain path.
     pub fn open(dir: &str) -> Result<Arc<Self>> {
+        Self::open_with(dir, &S3Options::default())
+    }
+
+    /// [`open`](Self::open), with S3 settings for `s3://` dirs. Remote dirs
+    /// are checked before the first checkpoint is written, see
+    /// [`check_writable`](Self::check_writable).
+    pub fn open_with(dir: &str, s3: &S3Options) -> Result<Arc<Self>> {
         let invalid = |reason: String| Error::InvalidCheckpointDir {
             dir: dir.to_string(),
             reason,
@@ -93,11 +114,27 @@ impl CheckpointStore {
                     Self::open_local(&path)
                 }
                 "memory" => Ok(Self::open_memory(&url)),
-                "s3" | "gs" | "az" | "abfss" | "http" | "https" => Err(invalid(format!(
-                    "{scheme}:// checkpoint dirs are not supported yet; use a local path or memory://"
+                "s3" => {
+                    let (bucket, prefix) = s3::bucket_and_prefix(&url)?;
+                    let bucket_store = s3.store(&bucket)?;
+                    let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+                        bucket_store
+                    } else {
+                        Arc::new(PrefixStore::new(bucket_store, prefix.as_str()))
+                    };
+                    let shown = format!("s3://{bucket}/{prefix}");
+                    Ok(Self::new(
+                        shown.trim_end_matches('/').to_string() + "/",
+                        store,
+                        None,
+                    ))
+                }
+                "gs" | "az" | "abfss" | "http" | "https" => Err(invalid(format!(
+                    "{scheme}:// checkpoint dirs are not supported yet; use a local path, \
+                     memory:// or s3://"
                 ))),
                 other => Err(invalid(format!(
-                    "unknown scheme '{other}://'; use a local path, file:// or memory://"
+                    "unknown scheme '{other}://'; use a local path, file://, memory:// or s3://"
                 ))),
             };
         }
@@ -170,7 +207,65 @@ impl CheckpointStore {
             store,
             local_root,
             object_store_url,
+            writable: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// Checks, once, that a remote dir takes writes and create-only puts,
+    /// so that a missing bucket, refused credentials or an unreachable
+    /// endpoint are found before anything is computed. Local dirs were
+    /// checked when opened; memory needs no check.
+    pub async fn check_writable(&self) -> Result<()> {
+        if self.local_root.is_some() || self.url.starts_with("memory://") {
+            return Ok(());
+        }
+        self.writable
+            .get_or_try_init(|| self.probe())
+            .await
+            .map(|_| ())
+    }
+
+    async fn probe(&self) -> Result<()> {
+        let path = Path::from(format!(".cairn-probe-{}", uuid::Uuid::new_v4().simple()));
+        let create = || PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        let payload = || PutPayload::from_static(b"cairn probe");
+        let outcome = match self.store.put_opts(&path, payload(), create()).await {
+            Err(e) => Err(self.unusable(e)),
+            Ok(_) => match self.store.put_opts(&path, payload(), create()).await {
+                Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+                Ok(_) | Err(object_store::Error::NotImplemented { .. }) => {
+                    Err(Error::NoAtomicCommit {
+                        dir: self.url.clone(),
+                    })
+                }
+                Err(e) => Err(self.unusable(e)),
+            },
+        };
+        let _ = self.store.delete(&path).await;
+        outcome
+    }
+
+    /// Says what a storage error means for using this dir, and what to do.
+    fn unusable(&self, e: object_store::Error) -> Error {
+        let hint = match &e {
+            object_store::Error::NotFound { .. } => {
+                "the bucket does not exist: create it or correct the URL"
+            }
+            object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. } => {
+                "the credentials were refused: check cairn.s3.access_key_id and \
+                 cairn.s3.secret_access_key (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+            }
+            _ => "check cairn.s3.endpoint (or AWS_ENDPOINT) and that the server is up",
+        };
+        Error::CheckpointDirUnusable {
+            dir: self.url.clone(),
+            problem: one_line(&e.to_string()),
+            hint: hint.into(),
+        }
     }
 
     /// The checkpoint dir as a URL.
@@ -378,6 +473,20 @@ impl CheckpointStore {
     }
 }
 
+/// An object store error on one line: S3's XML error body becomes its code
+/// and message.
+fn one_line(error: &str) -> String {
+    let tag = |name: &str| {
+        let (_, rest) = error.split_once(&format!("<{name}>"))?;
+        Some(rest.split_once(&format!("</{name}>"))?.0)
+    };
+    let text = match (error.split_once("<?xml"), tag("Code"), tag("Message")) {
+        (Some((before, _)), Some(code), Some(message)) => format!("{before}{code}: {message}"),
+        _ => error.to_string(),
+    };
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 fn expand_home(dir: &str) -> PathBuf {
     match (dir.strip_prefix("~/"), std::env::var_os("HOME")) {
         (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
@@ -485,6 +594,18 @@ impl AsyncFileWriter for ChecksummingWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn s3_errors_fit_on_one_line() {
+        let error = "Error performing PUT http://h/b/k in 5ms - Server returned non-2xx status \
+                     code: 404 Not Found: <?xml version=\"1.0\"?>\n<Error><Code>NoSuchBucket</Code>\
+                     <Message>The specified bucket does not exist</Message></Error>";
+        assert_eq!(
+            one_line(error),
+            "Error performing PUT http://h/b/k in 5ms - Server returned non-2xx status code: \
+             404 Not Found: NoSuchBucket: The specified bucket does not exist"
+        );
+    }
 
     #[test]
     fn plain_paths_urls_and_memory_open() {

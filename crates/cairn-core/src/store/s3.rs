@@ -1,0 +1,216 @@
+//! S3 and S3-compatible servers: checkpoint dirs (`s3://bucket/prefix`) and
+//! data read by path (`SELECT * FROM 's3://bucket/file.parquet'`).
+//!
+//! Settings come from the standard `AWS_*` environment variables, then from
+//! [`S3Options`] (`SET cairn.s3.*` in SQL). Secrets live in [`Secret`], which
+//! never prints its value, so they cannot reach a plan, an error or a log.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
+use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use url::Url;
+
+use crate::error::{Error, Result};
+
+/// A credential: shown as `********` everywhere, compared by value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for the one place that signs requests with it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(********)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("********")
+    }
+}
+
+/// How to reach S3; what is `None` comes from the `AWS_*` environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct S3Options {
+    /// An S3-compatible server, e.g. `http://127.0.0.1:9000` (`AWS_ENDPOINT`).
+    pub endpoint: Option<String>,
+    /// `AWS_REGION`, else `us-east-1`.
+    pub region: Option<String>,
+    /// `AWS_ACCESS_KEY_ID`.
+    pub access_key_id: Option<String>,
+    /// `AWS_SECRET_ACCESS_KEY`.
+    pub secret_access_key: Option<Secret>,
+    /// `AWS_SESSION_TOKEN`, for temporary credentials.
+    pub session_token: Option<Secret>,
+    /// Allows `http://` endpoints; on by default when the endpoint is one.
+    pub allow_http: Option<bool>,
+}
+
+/// Retries are few and bounded: an unreachable endpoint is an error within
+/// about 20 seconds, not a hang (object_store's default is 10 retries over
+/// up to 3 minutes).
+const RETRIES: usize = 3;
+const RETRY_TIMEOUT: Duration = Duration::from_secs(20);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A part of a multipart upload is 16 MiB; this allows ~0.5 MB/s.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl S3Options {
+    /// A store for `bucket` with these settings.
+    pub fn store(&self, bucket: &str) -> Result<Arc<dyn ObjectStore>> {
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            // Create-only puts (If-None-Match: *) commit manifests.
+            .with_conditional_put(S3ConditionalPut::ETagMatch)
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig::default(),
+                max_retries: RETRIES,
+                retry_timeout: RETRY_TIMEOUT,
+            })
+            .with_client_options(
+                ClientOptions::new()
+                    .with_connect_timeout(CONNECT_TIMEOUT)
+                    .with_timeout(REQUEST_TIMEOUT),
+            );
+        if let Some(endpoint) = &self.endpoint {
+            builder = builder.with_endpoint(endpoint);
+        }
+        let http_endpoint = self
+            .endpoint
+            .clone()
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+            .or_else(|| std::env::var("AWS_ENDPOINT").ok())
+            .is_some_and(|e| e.starts_with("http://"));
+        builder = builder.with_allow_http(self.allow_http.unwrap_or(http_endpoint));
+        if let Some(region) = &self.region {
+            builder = builder.with_region(region);
+        }
+        if let Some(key) = &self.access_key_id {
+            builder = builder.with_access_key_id(key);
+        }
+        if let Some(secret) = &self.secret_access_key {
+            builder = builder.with_secret_access_key(secret.expose());
+        }
+        if let Some(token) = &self.session_token {
+            builder = builder.with_token(token.expose());
+        }
+        // The builder's errors name settings, never their values.
+        let store = builder.build().map_err(|e| Error::InvalidCheckpointDir {
+            dir: format!("s3://{bucket}"),
+            reason: format!("cannot set up S3: {e}"),
+        })?;
+        Ok(Arc::new(store))
+    }
+}
+
+/// The bucket and prefix of an `s3://bucket/prefix` URL.
+pub(crate) fn bucket_and_prefix(url: &Url) -> Result<(String, String)> {
+    let bucket =
+        url.host_str()
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| Error::InvalidCheckpointDir {
+                dir: url.to_string(),
+                reason: "it names no bucket; write s3://bucket/prefix".into(),
+            })?;
+    let prefix = url.path().trim_matches('/').to_string();
+    Ok((bucket.to_string(), prefix))
+}
+
+/// The session's object stores: what is registered, plus a store for any
+/// `s3://bucket` a query names, made from the session's current
+/// [`S3Options`] (made again when they change).
+#[derive(Debug)]
+pub struct CairnObjectStores {
+    registered: DefaultObjectStoreRegistry,
+    options: Arc<RwLock<S3Options>>,
+    /// Per bucket: the options a store was made with, and the store.
+    buckets: Mutex<HashMap<String, (S3Options, Arc<dyn ObjectStore>)>>,
+}
+
+impl CairnObjectStores {
+    pub fn new(options: Arc<RwLock<S3Options>>) -> Self {
+        Self {
+            registered: DefaultObjectStoreRegistry::new(),
+            options,
+            buckets: Mutex::default(),
+        }
+    }
+}
+
+impl ObjectStoreRegistry for CairnObjectStores {
+    fn register_store(
+        &self,
+        url: &Url,
+        store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore>> {
+        self.registered.register_store(url, store)
+    }
+
+    fn deregister_store(&self, url: &Url) -> DfResult<Arc<dyn ObjectStore>> {
+        self.registered.deregister_store(url)
+    }
+
+    fn get_store(&self, url: &Url) -> DfResult<Arc<dyn ObjectStore>> {
+        // What the caller registered wins, S3 buckets included.
+        let registered = self.registered.get_store(url);
+        if registered.is_ok() || url.scheme() != "s3" {
+            return registered;
+        }
+        let (bucket, _) = bucket_and_prefix(url).map_err(DataFusionError::from)?;
+        let options = self.options.read().expect("s3 options poisoned").clone();
+        let mut buckets = self.buckets.lock().expect("s3 stores poisoned");
+        if let Some((made_with, store)) = buckets.get(&bucket)
+            && *made_with == options
+        {
+            return Ok(Arc::clone(store));
+        }
+        let store = options.store(&bucket).map_err(DataFusionError::from)?;
+        buckets.insert(bucket, (options, Arc::clone(&store)));
+        Ok(store)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let options = S3Options {
+            access_key_id: Some("AKIDEXAMPLE".into()),
+            secret_access_key: Some(Secret::new("wJalrXUtnFEMI-very-secret")),
+            session_token: Some(Secret::new("token-very-secret")),
+            ..Default::default()
+        };
+        let shown = format!("{options:?} {}", options.secret_access_key.clone().unwrap());
+        assert!(!shown.contains("very-secret"), "{shown}");
+        assert!(shown.contains("********"), "{shown}");
+    }
+
+    #[test]
+    fn urls_name_their_bucket() {
+        let url = Url::parse("s3://data/ckpt/run1/").unwrap();
+        assert_eq!(
+            bucket_and_prefix(&url).unwrap(),
+            ("data".to_string(), "ckpt/run1".to_string())
+        );
+        let err = bucket_and_prefix(&Url::parse("s3:///x").unwrap()).unwrap_err();
+        assert!(err.to_string().contains("names no bucket"), "{err}");
+    }
+}
