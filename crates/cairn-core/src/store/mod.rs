@@ -233,7 +233,7 @@ impl CheckpointStore {
         };
         let payload = || PutPayload::from_static(b"cairn probe");
         let outcome = match self.store.put_opts(&path, payload(), create()).await {
-            Err(e) => Err(self.unusable(e)),
+            Err(e) => Err(self.unusable(&e)),
             Ok(_) => match self.store.put_opts(&path, payload(), create()).await {
                 Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
                 Ok(_) | Err(object_store::Error::NotImplemented { .. }) => {
@@ -241,7 +241,7 @@ impl CheckpointStore {
                         dir: self.url.clone(),
                     })
                 }
-                Err(e) => Err(self.unusable(e)),
+                Err(e) => Err(self.unusable(&e)),
             },
         };
         let _ = self.store.delete(&path).await;
@@ -249,8 +249,8 @@ impl CheckpointStore {
     }
 
     /// Says what a storage error means for using this dir, and what to do.
-    fn unusable(&self, e: object_store::Error) -> Error {
-        let hint = match &e {
+    fn unusable(&self, e: &object_store::Error) -> Error {
+        let hint = match e {
             object_store::Error::NotFound { .. } => {
                 "the bucket does not exist: create it or correct the URL"
             }

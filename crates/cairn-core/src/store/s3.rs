@@ -132,6 +132,9 @@ pub(crate) fn bucket_and_prefix(url: &Url) -> Result<(String, String)> {
     Ok((bucket.to_string(), prefix))
 }
 
+/// A bucket's store, and the options it was made with.
+type BucketStore = (S3Options, Arc<dyn ObjectStore>);
+
 /// The session's object stores: what is registered, plus a store for any
 /// `s3://bucket` a query names, made from the session's current
 /// [`S3Options`] (made again when they change).
@@ -139,8 +142,7 @@ pub(crate) fn bucket_and_prefix(url: &Url) -> Result<(String, String)> {
 pub struct CairnObjectStores {
     registered: DefaultObjectStoreRegistry,
     options: Arc<RwLock<S3Options>>,
-    /// Per bucket: the options a store was made with, and the store.
-    buckets: Mutex<HashMap<String, (S3Options, Arc<dyn ObjectStore>)>>,
+    buckets: Mutex<HashMap<String, BucketStore>>,
 }
 
 impl CairnObjectStores {
