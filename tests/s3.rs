@@ -14,10 +14,15 @@ use futures::TryStreamExt;
 
 use crate::common::{TestS3, dir_ctx, listing, scalar, sorted_rows};
 
-/// How many races and kills run against S3: fewer than on a local disk, as
-/// every write goes through a Python server.
-const RACES: u64 = 3;
-const KILLS: u64 = 5;
+/// How many races and kills run against S3 (`CAIRN_S3_RACES`, 3, and
+/// `CAIRN_S3_KILLS`, 5): fewer than on a local disk, as every write goes
+/// through a Python server. `tests/long/run.sh` runs more.
+fn runs(variable: &str, default: u64) -> u64 {
+    std::env::var(variable)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
 
 #[tokio::test]
 async fn s3_checkpoints_round_trip_with_their_types() {
@@ -82,7 +87,7 @@ async fn s3_concurrent_writers_commit_once_and_both_answer() {
     let Some(s3) = TestS3::or_skip("s3 races") else {
         return;
     };
-    crate::races::race_in(Path::new(&s3.fresh_dir()), RACES).await;
+    crate::races::race_in(Path::new(&s3.fresh_dir()), runs("CAIRN_S3_RACES", 3)).await;
 }
 
 #[tokio::test]
@@ -90,7 +95,7 @@ async fn s3_sigkill_never_leaves_a_partial_checkpoint() {
     let Some(s3) = TestS3::or_skip("s3 kills") else {
         return;
     };
-    crate::atomicity::kill_writers_in(Path::new(&s3.fresh_dir()), KILLS).await;
+    crate::atomicity::kill_writers_in(Path::new(&s3.fresh_dir()), runs("CAIRN_S3_KILLS", 5)).await;
 }
 
 #[tokio::test]

@@ -17,12 +17,14 @@ SEED="${SEED:-$RANDOM$RANDOM}"
 GB="${GB:-5}"
 LIMIT_MB="${LIMIT_MB:-512}"
 FUZZ_SECONDS="${FUZZ_SECONDS:-600}"
+S3_RACES="${S3_RACES:-20}"
+S3_KILLS="${S3_KILLS:-50}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn-target}"
 
 venv="${CAIRN_VENV:-$HOME/.cache/cairn-py}"
-if ! "$venv/bin/python" -c "import duckdb" 2>/dev/null; then
+if ! "$venv/bin/python" -c "import duckdb, moto.server, boto3" 2>/dev/null; then
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check duckdb
+    "$venv/bin/pip" install --quiet --disable-pip-version-check duckdb 'moto[server]' boto3
 fi
 export CAIRN_PYTHON="$venv/bin/python" CAIRN_REQUIRE_DUCKDB=1
 
@@ -46,6 +48,20 @@ cargo build --release --example big_checkpoint
 for kind in reliable local; do
     "$CARGO_TARGET_DIR/release/examples/big_checkpoint" "$GB" "$LIMIT_MB" "$kind"
 done
+
+step "S3 (moto): conditional-put race check, $S3_RACES commit races, $S3_KILLS SIGKILLs"
+s3_env="$(mktemp -u)"
+"$venv/bin/python" tests/s3/moto_server.py "$s3_env" > "${s3_env}.log" 2>&1 &
+s3_pid=$!
+trap 'kill $s3_pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 120); do [ -f "$s3_env" ] && break; sleep 0.5; done
+# shellcheck disable=SC1090
+source "$s3_env"
+"$venv/bin/python" tests/s3/conditional_put_race.py 500 8
+CAIRN_REQUIRE_S3=1 CAIRN_S3_RACES="$S3_RACES" CAIRN_S3_KILLS="$S3_KILLS" \
+    cargo test --test integration s3:: -- --nocapture 2>&1 |
+    grep -E "races had|killed before|test result"
+kill $s3_pid
 
 step "fuzzing, $FUZZ_SECONDS s per target"
 if cargo +nightly fuzz --version >/dev/null 2>&1; then
