@@ -281,6 +281,7 @@ async fn s3_secrets_never_show() {
     );
     for output in session.sql(&script).await.unwrap() {
         shown += &pretty_format_batches(&output.batches).unwrap().to_string();
+        shown += &format!("{output:?}");
     }
     assert!(shown.contains("********"), "SHOW of the secret: {shown}");
     assert!(shown.contains("s3://"), "SHOW CHECKPOINTS: {shown}");

@@ -182,8 +182,15 @@ impl Session {
         let plan = df.create_physical_plan().await?;
         let schema = plan.schema();
         let batches = collect(plan, task_ctx).await?;
+        // The output keeps the statement's text, but not a secret it set.
+        let text = match &statement.statement {
+            Statement::SetOption { key, .. } if is_secret_option(key) => {
+                format!("SET cairn.{key} = '********'")
+            }
+            _ => statement.text.clone(),
+        };
         Ok(StatementOutput {
-            statement: statement.text.clone(),
+            statement: text,
             schema,
             batches,
         })
