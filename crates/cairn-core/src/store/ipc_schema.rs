@@ -226,19 +226,19 @@ mod tests {
         assert_eq!(decode(&encode(&schema)).unwrap(), schema);
     }
 
-    /// A schema of one field `n` of type `ty`, built by hand to describe
-    /// what arrow's own encoder never writes.
-    fn one_field(ty: Type, bit_width: i32) -> Vec<u8> {
+    /// A schema of one field `name` tagged `ty`, whose type table `table`
+    /// builds: by hand, to describe what arrow's own encoder never writes.
+    fn one_field_schema(
+        name: &str,
+        ty: Type,
+        table: impl FnOnce(
+            &mut flatbuffers::FlatBufferBuilder<'static>,
+        ) -> flatbuffers::WIPOffset<flatbuffers::UnionWIPOffset>,
+    ) -> Vec<u8> {
         use arrow_ipc_types as fb;
         let mut fbb = flatbuffers::FlatBufferBuilder::new();
-        let int = fb::Int::create(
-            &mut fbb,
-            &fb::IntArgs {
-                bitWidth: bit_width,
-                is_signed: true,
-            },
-        );
-        let name = fbb.create_string("n");
+        let type_ = table(&mut fbb);
+        let name = fbb.create_string(name);
         let children = fbb.create_vector::<flatbuffers::WIPOffset<fb::Field>>(&[]);
         let field = fb::Field::create(
             &mut fbb,
@@ -246,7 +246,7 @@ mod tests {
                 name: Some(name),
                 nullable: true,
                 type_type: ty,
-                type_: Some(int.as_union_value()),
+                type_: Some(type_),
                 children: Some(children),
                 ..Default::default()
             },
@@ -263,42 +263,32 @@ mod tests {
         fbb.finished_data().to_vec()
     }
 
+    /// A field `n` tagged `ty` whose type table is an Int of `bit_width`.
+    fn one_field(ty: Type, bit_width: i32) -> Vec<u8> {
+        one_field_schema("n", ty, |fbb| {
+            let args = arrow_ipc_types::IntArgs {
+                bitWidth: bit_width,
+                is_signed: true,
+            };
+            arrow_ipc_types::Int::create(fbb, &args).as_union_value()
+        })
+    }
+
     /// Found by the manifest_schema fuzz target: a timestamp with an empty
     /// time zone decoded, but did not survive being written again.
     #[test]
     fn an_empty_time_zone_is_refused() {
         use arrow_ipc_types as fb;
-        let mut fbb = flatbuffers::FlatBufferBuilder::new();
-        let zone = fbb.create_string("");
-        let timestamp = fb::Timestamp::create(
-            &mut fbb,
-            &fb::TimestampArgs {
+        let bytes = one_field_schema("v", Type::Timestamp, |fbb| {
+            let zone = fbb.create_string("");
+            let args = fb::TimestampArgs {
                 unit: fb::TimeUnit::SECOND,
                 timezone: Some(zone),
-            },
-        );
-        let name = fbb.create_string("v");
-        let field = fb::Field::create(
-            &mut fbb,
-            &fb::FieldArgs {
-                name: Some(name),
-                nullable: true,
-                type_type: Type::Timestamp,
-                type_: Some(timestamp.as_union_value()),
-                ..Default::default()
-            },
-        );
-        let fields = fbb.create_vector(&[field]);
-        let schema = fb::Schema::create(
-            &mut fbb,
-            &fb::SchemaArgs {
-                fields: Some(fields),
-                ..Default::default()
-            },
-        );
-        fbb.finish(schema, None);
+            };
+            fb::Timestamp::create(fbb, &args).as_union_value()
+        });
         assert_eq!(
-            decode(fbb.finished_data()).unwrap_err(),
+            decode(&bytes).unwrap_err(),
             "schema is not supported: field 'v' has a Timestamp type that is not valid"
         );
     }
