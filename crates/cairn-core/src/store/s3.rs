@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
-use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 use url::Url;
 
@@ -91,13 +91,17 @@ impl S3Options {
         if let Some(endpoint) = &self.endpoint {
             builder = builder.with_endpoint(endpoint);
         }
-        let http_endpoint = self
-            .endpoint
-            .clone()
-            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
-            .or_else(|| std::env::var("AWS_ENDPOINT").ok())
+        // The endpoint the builder ends up with, from these options or the
+        // environment; an `http://` one is allowed unless told otherwise.
+        let http_endpoint = builder
+            .get_config_value(&AmazonS3ConfigKey::Endpoint)
             .is_some_and(|e| e.starts_with("http://"));
-        builder = builder.with_allow_http(self.allow_http.unwrap_or(http_endpoint));
+        match self.allow_http {
+            Some(allow) => builder = builder.with_allow_http(allow),
+            None if http_endpoint => builder = builder.with_allow_http(true),
+            // Left to AWS_ALLOW_HTTP.
+            None => {}
+        }
         if let Some(region) = &self.region {
             builder = builder.with_region(region);
         }
