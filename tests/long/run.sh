@@ -50,18 +50,13 @@ for kind in reliable local; do
 done
 
 step "S3 (moto): conditional-put race check, $S3_RACES commit races, $S3_KILLS SIGKILLs"
-s3_env="$(mktemp -u)"
-"$venv/bin/python" tests/s3/moto_server.py "$s3_env" > "${s3_env}.log" 2>&1 &
-s3_pid=$!
-trap 'kill $s3_pid 2>/dev/null || true' EXIT
-for _ in $(seq 1 120); do [ -f "$s3_env" ] && break; sleep 0.5; done
-# shellcheck disable=SC1090
-source "$s3_env"
+# shellcheck source=tests/s3/start.sh
+source tests/s3/start.sh "$venv/bin/python"
 "$venv/bin/python" tests/s3/conditional_put_race.py 500 8
 CAIRN_REQUIRE_S3=1 CAIRN_S3_RACES="$S3_RACES" CAIRN_S3_KILLS="$S3_KILLS" \
     cargo test --test integration s3:: -- --nocapture 2>&1 |
     grep -E "races had|killed before|test result"
-kill $s3_pid
+kill "$s3_pid"
 
 step "fuzzing, $FUZZ_SECONDS s per target"
 if cargo +nightly fuzz --version >/dev/null 2>&1; then
