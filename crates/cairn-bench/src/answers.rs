@@ -1,0 +1,187 @@
+//! Query answers as rows of text, and how two answers are compared.
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+
+/// An answer: one string per cell, `NULL` for nulls.
+pub type Rows = Vec<Vec<String>>;
+
+/// How close two numbers must be to count as the same answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Tolerance {
+    /// Against TPC-H's reference answers, which are rounded to cents.
+    Rounded,
+    /// Engine against engine: to 1e-6 relative, plus 1e-6 absolute, since
+    /// engines sum in different orders and types (DataFusion's average of
+    /// a decimal has 6 decimal places, DuckDB's is a double).
+    Computed,
+}
+
+/// The rows of `batches` as text.
+pub fn rows_of(batches: &[RecordBatch]) -> datafusion::error::Result<Rows> {
+    let options = FormatOptions::default().with_null("NULL");
+    let mut rows = Vec::new();
+    for batch in batches {
+        let formatters = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<Result<Vec<_>, _>>()?;
+        for i in 0..batch.num_rows() {
+            rows.push(formatters.iter().map(|f| f.value(i).to_string()).collect());
+        }
+    }
+    Ok(rows)
+}
+
+/// Parses an answer in the `|`-separated form of TPC-H's answer files: a
+/// header line, then one line per row; cells are trimmed.
+pub fn parse_tbl(text: &str) -> Rows {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .skip(1)
+        .map(|l| l.split('|').map(|c| c.trim().to_string()).collect())
+        .collect()
+}
+
+/// Writes `rows` in the form [`parse_tbl`] reads, under `header`.
+pub fn to_tbl(header: &[String], rows: &Rows) -> String {
+    let mut out = header.join("|");
+    out.push('\n');
+    for row in rows {
+        out.push_str(&row.join("|"));
+        out.push('\n');
+    }
+    out
+}
+
+/// `Ok` when `actual` is the answer `expected`, else what differs first.
+/// Rows are compared in order, and if that fails, sorted (ties in an
+/// `ORDER BY` may come in any order).
+pub fn compare(expected: &Rows, actual: &Rows, tolerance: Tolerance) -> Result<(), String> {
+    if expected.len() != actual.len() {
+        return Err(format!(
+            "{} rows, expected {}",
+            actual.len(),
+            expected.len()
+        ));
+    }
+    let in_order = first_difference(expected, actual, tolerance);
+    let Some(difference) = in_order else {
+        return Ok(());
+    };
+    let sorted = |rows: &Rows| {
+        let mut rows = rows.clone();
+        rows.sort_by_cached_key(|r| r.iter().map(|c| sort_key(c)).collect::<Vec<_>>());
+        rows
+    };
+    if first_difference(&sorted(expected), &sorted(actual), tolerance).is_none() {
+        return Ok(());
+    }
+    Err(difference)
+}
+
+fn first_difference(expected: &Rows, actual: &Rows, tolerance: Tolerance) -> Option<String> {
+    for (i, (e, a)) in expected.iter().zip(actual).enumerate() {
+        if e.len() != a.len() {
+            return Some(format!(
+                "row {}: {} columns, expected {}",
+                i + 1,
+                a.len(),
+                e.len()
+            ));
+        }
+        for (j, (ev, av)) in e.iter().zip(a).enumerate() {
+            if !same_value(ev, av, tolerance) {
+                return Some(format!(
+                    "row {}, column {}: {av:?}, expected {ev:?}",
+                    i + 1,
+                    j + 1
+                ));
+            }
+        }
+    }
+    None
+}
+
+fn same_value(expected: &str, actual: &str, tolerance: Tolerance) -> bool {
+    let (e, a) = (expected.trim(), actual.trim());
+    if e == a {
+        return true;
+    }
+    match (e.parse::<f64>(), a.parse::<f64>()) {
+        (Ok(e), Ok(a)) => {
+            let diff = (e - a).abs();
+            match tolerance {
+                // Money is rounded to cents, averages and ratios too.
+                Tolerance::Rounded => diff <= 0.01 + 1e-9 * e.abs(),
+                Tolerance::Computed => diff <= 1e-6 * e.abs().max(a.abs()) + 1e-6,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// Numbers rounded to cents, so that sorting puts close values together.
+fn sort_key(cell: &str) -> String {
+    match cell.trim().parse::<f64>() {
+        Ok(v) => format!("{v:020.2}"),
+        Err(_) => cell.trim().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(text: &[&[&str]]) -> Rows {
+        text.iter()
+            .map(|r| r.iter().map(|c| c.to_string()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn rounded_answers_match_within_a_cent() {
+        let expected = parse_tbl("a|b\nA |25.52  \nN|38284.47\n");
+        assert!(
+            compare(
+                &expected,
+                &rows(&[&["A", "25.5220"], &["N", "38284.4712"]]),
+                Tolerance::Rounded
+            )
+            .is_ok()
+        );
+        let err = compare(
+            &expected,
+            &rows(&[&["A", "25.54"], &["N", "38284.47"]]),
+            Tolerance::Rounded,
+        )
+        .unwrap_err();
+        assert_eq!(err, "row 1, column 2: \"25.54\", expected \"25.52\"");
+    }
+
+    #[test]
+    fn computed_answers_must_agree_closely() {
+        let a = rows(&[&["0.0344", "x"]]);
+        assert!(compare(&a, &rows(&[&["0.03440000001", "x"]]), Tolerance::Computed).is_ok());
+        assert!(compare(&a, &rows(&[&["0.0345", "x"]]), Tolerance::Computed).is_err());
+        assert!(compare(&a, &rows(&[&["0.0344", "y"]]), Tolerance::Computed).is_err());
+    }
+
+    #[test]
+    fn ties_may_come_in_any_order_but_rows_must_all_be_there() {
+        let a = rows(&[&["1", "x"], &["1", "y"]]);
+        assert!(compare(&a, &rows(&[&["1", "y"], &["1", "x"]]), Tolerance::Computed).is_ok());
+        assert_eq!(
+            compare(&a, &rows(&[&["1", "y"]]), Tolerance::Computed).unwrap_err(),
+            "1 rows, expected 2"
+        );
+        assert!(compare(&a, &rows(&[&["1", "y"], &["1", "y"]]), Tolerance::Computed).is_err());
+    }
+
+    #[test]
+    fn tbl_round_trips() {
+        let r = rows(&[&["a", "NULL"], &["b", "2.50"]]);
+        assert_eq!(parse_tbl(&to_tbl(&["x".into(), "y".into()], &r)), r);
+    }
+}

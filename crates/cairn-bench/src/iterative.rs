@@ -1,0 +1,528 @@
+//! The `iterative` suite: label propagation and PageRank as loops whose
+//! plan doubles every iteration unless it is checkpointed. Cairn runs them
+//! with `--mode none | checkpoint | local`; peers run their nearest
+//! equivalent (DuckDB CREATE TABLE, Polars collect, DataFusion cache,
+//! Spark checkpoint), reading the same Parquet graph.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use cairn_core::{CairnContext, CheckpointExt, PeriodicCheckpointer};
+use datafusion::arrow::array::{Array, Float64Array, Int64Array};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::dataframe::DataFrame;
+use datafusion::functions::core::expr_fn::{coalesce, least};
+use datafusion::functions_aggregate::expr_fn::{count, count_distinct, min, sum};
+use datafusion::logical_expr::{JoinType, LogicalPlan, cast};
+use datafusion::prelude::{ParquetReadOptions, col, lit};
+use serde_json::json;
+
+use crate::data::{self, Graph};
+use crate::peers::{self, Peer};
+use crate::progress;
+use crate::report::{Chart, Check, Measurement, Suite};
+
+/// What cuts the lineage between iterations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Nothing: the plan doubles every iteration.
+    None,
+    /// A reliable checkpoint (Parquet in the checkpoint dir).
+    Checkpoint,
+    /// A local checkpoint (memory, spilling to local disk).
+    Local,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::None => "none",
+            Mode::Checkpoint => "checkpoint",
+            Mode::Local => "local",
+        }
+    }
+}
+
+/// The two jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Algorithm {
+    LabelPropagation,
+    Pagerank,
+}
+
+impl Algorithm {
+    fn id(self) -> &'static str {
+        match self {
+            Algorithm::LabelPropagation => "label_propagation",
+            Algorithm::Pagerank => "pagerank",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Algorithm::LabelPropagation => "Label propagation",
+            Algorithm::Pagerank => "PageRank",
+        }
+    }
+}
+
+/// PageRank's damping factor.
+pub const DAMPING: f64 = 0.85;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct IterativeOptions {
+    pub algorithms: Vec<Algorithm>,
+    pub nodes: u64,
+    pub edges: u64,
+    pub seed: u64,
+    /// Loop iterations (K).
+    pub iterations: usize,
+    pub mode: Mode,
+    /// Checkpoint every C-th iteration.
+    pub every: usize,
+    /// Repetitions of the whole loop; each iteration's median is reported.
+    pub runs: usize,
+    pub peers: Vec<String>,
+}
+
+/// The result of a job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// Label propagation: distinct labels and their sum (over all nodes).
+    Labels { distinct: i64, sum: i64 },
+    /// PageRank: the rank of each node, by node id.
+    Ranks(Vec<f64>),
+}
+
+impl Answer {
+    fn from_reply(algorithm: Algorithm, reply: &serde_json::Value) -> Answer {
+        match algorithm {
+            Algorithm::LabelPropagation => Answer::Labels {
+                distinct: reply["distinct"].as_i64().unwrap_or(-1),
+                sum: reply["sum"].as_i64().unwrap_or(-1),
+            },
+            Algorithm::Pagerank => Answer::Ranks(peers::numbers(reply, "ranks")),
+        }
+    }
+
+    /// `Ok` when `self` is `expected` (ranks to 1e-9 relative).
+    pub fn matches(&self, expected: &Answer) -> Result<(), String> {
+        match (expected, self) {
+            (Answer::Ranks(e), Answer::Ranks(a)) => {
+                if e.len() != a.len() {
+                    return Err(format!("{} ranks, expected {}", a.len(), e.len()));
+                }
+                let worst = e
+                    .iter()
+                    .zip(a)
+                    .enumerate()
+                    .map(|(v, (e, a))| (v, (e - a).abs() / e.abs().max(1e-300)))
+                    .max_by(|x, y| x.1.total_cmp(&y.1));
+                match worst {
+                    Some((v, d)) if d > 1e-9 => Err(format!(
+                        "node {v}: rank {}, expected {} (relative difference {d:.1e})",
+                        a[v], e[v]
+                    )),
+                    _ => Ok(()),
+                }
+            }
+            (e, a) if e == a => Ok(()),
+            (e, a) => Err(format!("{a:?}, expected {e:?}")),
+        }
+    }
+}
+
+/// One run of a job: each iteration's seconds and plan size, and the answer.
+#[derive(Debug, Clone)]
+pub struct LoopRun {
+    pub seconds: Vec<f64>,
+    pub plan_nodes: Vec<usize>,
+    pub answer: Answer,
+}
+
+/// Nodes in `plan` (a plan read twice counts twice, as it runs twice).
+pub fn plan_nodes(plan: &LogicalPlan) -> usize {
+    let mut n = 0;
+    plan.apply(|_| {
+        n += 1;
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .expect("counting cannot fail");
+    n
+}
+
+/// Cuts the lineage of `df` as `mode` says, on the iterations it applies to.
+struct Cut {
+    mode: Mode,
+    every: usize,
+    periodic: PeriodicCheckpointer,
+    iteration: usize,
+}
+
+impl Cut {
+    fn new(mode: Mode, every: usize) -> Result<Self> {
+        anyhow::ensure!(every >= 1, "--every must be at least 1");
+        Ok(Self {
+            mode,
+            every,
+            // Keeps the last two: one being read, one just written.
+            periodic: PeriodicCheckpointer::new(every, 2)?,
+            iteration: 0,
+        })
+    }
+
+    async fn apply(&mut self, df: DataFrame) -> Result<DataFrame> {
+        self.iteration += 1;
+        Ok(match self.mode {
+            Mode::None => df,
+            Mode::Checkpoint => self.periodic.update(df).await?,
+            Mode::Local if self.iteration.is_multiple_of(self.every) => {
+                df.local_checkpoint().await?
+            }
+            Mode::Local => df,
+        })
+    }
+}
+
+/// Runs `algorithm` for `k` iterations on Cairn, checkpoints in `checkpoint_dir`.
+pub async fn run_cairn(
+    algorithm: Algorithm,
+    graph: &Graph,
+    k: usize,
+    mode: Mode,
+    every: usize,
+    checkpoint_dir: &Path,
+) -> Result<LoopRun> {
+    let ctx = CairnContext::builder()
+        .checkpoint_dir(checkpoint_dir.display().to_string())
+        .build()?;
+    let n = graph.nodes;
+    // Every engine holds the edges in memory before the loop.
+    let edges = ctx
+        .read_parquet(
+            graph.path.display().to_string(),
+            ParquetReadOptions::default(),
+        )
+        .await?
+        .local_checkpoint()
+        .await?;
+    let mut cut = Cut::new(mode, every)?;
+    let mut run = LoopRun {
+        seconds: Vec::with_capacity(k),
+        plan_nodes: Vec::with_capacity(k),
+        answer: Answer::Labels {
+            distinct: 0,
+            sum: 0,
+        },
+    };
+    match algorithm {
+        Algorithm::LabelPropagation => {
+            let mut labels = ctx
+                .sql(&format!("SELECT value AS v, value AS l FROM range(0, {n})"))
+                .await?;
+            for _ in 0..k {
+                let start = Instant::now();
+                let neighbours = labels
+                    .clone()
+                    .select(vec![col("v").alias("nv"), col("l").alias("nl")])?;
+                let nb = edges
+                    .clone()
+                    .join(neighbours, JoinType::Inner, &["dst"], &["nv"], None)?
+                    .aggregate(vec![col("src")], vec![min(col("nl")).alias("m")])?;
+                let new = labels
+                    .join(nb, JoinType::Left, &["v"], &["src"], None)?
+                    .select(vec![
+                        col("v"),
+                        least(vec![col("l"), coalesce(vec![col("m"), col("l")])]).alias("l"),
+                    ])?;
+                labels = cut.apply(new).await?;
+                labels.clone().count().await?;
+                run.seconds.push(start.elapsed().as_secs_f64());
+                run.plan_nodes.push(plan_nodes(labels.logical_plan()));
+            }
+            let totals = labels
+                .aggregate(vec![], vec![count_distinct(col("l")), sum(col("l"))])?
+                .collect()
+                .await?;
+            let value = |c: usize| {
+                totals[0]
+                    .column(c)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .map_or(-1, |a| a.value(0))
+            };
+            run.answer = Answer::Labels {
+                distinct: value(0),
+                sum: value(1),
+            };
+        }
+        Algorithm::Pagerank => {
+            let degrees = edges
+                .clone()
+                .aggregate(vec![col("src")], vec![count(lit(1)).alias("deg")])?
+                .select(vec![
+                    col("src").alias("s"),
+                    (lit(1.0) / cast(col("deg"), DataType::Float64)).alias("w"),
+                ])?;
+            let links = edges
+                .clone()
+                .join(degrees, JoinType::Inner, &["src"], &["s"], None)?
+                .select(vec![col("src"), col("dst"), col("w")])?
+                .local_checkpoint()
+                .await?;
+            let mut ranks = ctx
+                .sql(&format!(
+                    "SELECT value AS v, CAST(1.0 AS DOUBLE) / {n} AS r FROM range(0, {n})"
+                ))
+                .await?;
+            let base = (1.0 - DAMPING) / n as f64;
+            for _ in 0..k {
+                let start = Instant::now();
+                let current = ranks
+                    .clone()
+                    .select(vec![col("v").alias("rv"), col("r").alias("rr")])?;
+                let contributions = links
+                    .clone()
+                    .join(current, JoinType::Inner, &["src"], &["rv"], None)?
+                    .aggregate(vec![col("dst")], vec![sum(col("rr") * col("w")).alias("c")])?;
+                let new = ranks
+                    .join(contributions, JoinType::Left, &["v"], &["dst"], None)?
+                    .select(vec![
+                        col("v"),
+                        (lit(base) + lit(DAMPING) * coalesce(vec![col("c"), lit(0.0)])).alias("r"),
+                    ])?;
+                ranks = cut.apply(new).await?;
+                ranks.clone().count().await?;
+                run.seconds.push(start.elapsed().as_secs_f64());
+                run.plan_nodes.push(plan_nodes(ranks.logical_plan()));
+            }
+            let batches = ranks.sort_by(vec![col("v")])?.collect().await?;
+            let mut values = Vec::with_capacity(n as usize);
+            for batch in batches {
+                let r = batch
+                    .column(1)
+                    .as_any()
+                    .downcast_ref::<Float64Array>()
+                    .context("ranks are not DOUBLE")?;
+                values.extend((0..r.len()).map(|i| r.value(i)));
+            }
+            run.answer = Answer::Ranks(values);
+        }
+    }
+    Ok(run)
+}
+
+/// The same jobs in plain Rust over the edge list: the answer every engine
+/// must give.
+pub fn reference(algorithm: Algorithm, graph: &Graph, k: usize) -> Result<Answer> {
+    let edges = read_edges(graph)?;
+    let n = graph.nodes as usize;
+    Ok(match algorithm {
+        Algorithm::LabelPropagation => {
+            let mut labels: Vec<i64> = (0..n as i64).collect();
+            for _ in 0..k {
+                let mut next = labels.clone();
+                for &(src, dst) in &edges {
+                    next[src] = next[src].min(labels[dst]);
+                }
+                labels = next;
+            }
+            let mut distinct = labels.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            Answer::Labels {
+                distinct: distinct.len() as i64,
+                sum: labels.iter().sum(),
+            }
+        }
+        Algorithm::Pagerank => {
+            let mut degree = vec![0u64; n];
+            for &(src, _) in &edges {
+                degree[src] += 1;
+            }
+            let mut ranks = vec![1.0 / n as f64; n];
+            for _ in 0..k {
+                let mut contributions = vec![0.0; n];
+                for &(src, dst) in &edges {
+                    contributions[dst] += ranks[src] / degree[src] as f64;
+                }
+                ranks = contributions
+                    .iter()
+                    .map(|c| (1.0 - DAMPING) / n as f64 + DAMPING * c)
+                    .collect();
+            }
+            Answer::Ranks(ranks)
+        }
+    })
+}
+
+fn read_edges(graph: &Graph) -> Result<Vec<(usize, usize)>> {
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let file = std::fs::File::open(&graph.path)?;
+    let mut edges = Vec::new();
+    for batch in ParquetRecordBatchReaderBuilder::try_new(file)?.build()? {
+        let batch = batch?;
+        let column = |i: usize| {
+            batch
+                .column(i)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .cloned()
+                .context("edges are not BIGINT")
+        };
+        let (src, dst) = (column(0)?, column(1)?);
+        edges.extend((0..batch.num_rows()).map(|i| (src.value(i) as usize, dst.value(i) as usize)));
+    }
+    Ok(edges)
+}
+
+fn run_peer(
+    peer: &mut Peer,
+    algorithm: Algorithm,
+    graph: &Graph,
+    options: &IterativeOptions,
+) -> Result<(String, Vec<f64>, Answer)> {
+    let reply = peer.call(&json!({
+        "op": algorithm.id(),
+        "edges": graph.path,
+        "nodes": graph.nodes,
+        "iterations": options.iterations,
+        "mode": options.mode.name(),
+        "every": options.every,
+        "damping": DAMPING,
+    }))?;
+    let mode = reply["mode"].as_str().unwrap_or("?").to_string();
+    Ok((
+        mode,
+        peers::numbers(&reply, "seconds"),
+        Answer::from_reply(algorithm, &reply),
+    ))
+}
+
+/// Runs the suite: one result table per algorithm.
+pub async fn run(data_dir: &Path, options: &IterativeOptions) -> Result<Vec<Suite>> {
+    anyhow::ensure!(options.iterations >= 1, "--iterations must be at least 1");
+    anyhow::ensure!(options.runs >= 1, "--runs must be at least 1");
+    let graph = data::graph(data_dir, options.nodes, options.edges, options.seed)?;
+    let (mut peers, notes) = peers::start_all(&options.peers);
+    let mut suites = Vec::new();
+    for &algorithm in &options.algorithms {
+        let expected = reference(algorithm, &graph, options.iterations)?;
+        let cairn = match options.mode {
+            Mode::None => "cairn (no checkpoint)".to_string(),
+            Mode::Checkpoint => format!("cairn (checkpoint every {})", options.every),
+            Mode::Local => format!("cairn (local checkpoint every {})", options.every),
+        };
+        let mut suite = Suite::new(
+            &format!("iterative-{}", algorithm.id().replace('_', "-")),
+            format!(
+                "{}, {} nodes, {} edges both ways, K = {} ({} runs, median per iteration)",
+                algorithm.title(),
+                graph.nodes,
+                graph.edges,
+                options.iterations,
+                options.runs
+            ),
+            Chart::Lines,
+        );
+        suite.notes = notes.clone();
+        suite.param("mode", &options.mode.name());
+        suite.param("every", &options.every);
+        suite.param("seed", &options.seed);
+        let mut seconds: BTreeMap<String, Vec<Vec<f64>>> = BTreeMap::new();
+        let mut order = vec![cairn.clone()];
+        let mut plan_sizes = Vec::new();
+        let mut broken = Vec::new();
+        let bar = progress::bar(
+            (options.runs * (1 + peers.len())) as u64,
+            &format!("{} K = {}", algorithm.title(), options.iterations),
+        );
+        for run in 0..options.runs {
+            // A fresh dir per run: a reused checkpoint would skip the work.
+            let dir = tempfile::tempdir_in(data_dir)?;
+            let result = run_cairn(
+                algorithm,
+                &graph,
+                options.iterations,
+                options.mode,
+                options.every,
+                dir.path(),
+            )
+            .await
+            .with_context(|| format!("Cairn failed on {}", algorithm.title()))?;
+            bar.inc(1);
+            if run == 0 {
+                check(
+                    &mut suite,
+                    &cairn,
+                    "reference (plain Rust)",
+                    result.answer.matches(&expected),
+                );
+                plan_sizes = result.plan_nodes.clone();
+            }
+            seconds
+                .entry(cairn.clone())
+                .or_default()
+                .push(result.seconds);
+            for peer in &mut peers {
+                if broken.contains(&peer.name) {
+                    continue;
+                }
+                match run_peer(peer, algorithm, &graph, options) {
+                    Ok((mode, times, answer)) => {
+                        let engine = format!("{} ({mode})", peer.name);
+                        if run == 0 {
+                            check(
+                                &mut suite,
+                                &engine,
+                                "reference (plain Rust)",
+                                answer.matches(&expected),
+                            );
+                            order.push(engine.clone());
+                        }
+                        seconds.entry(engine).or_default().push(times);
+                    }
+                    Err(e) => {
+                        suite.notes.push(format!("{}: {e:#}", peer.name));
+                        broken.push(peer.name.clone());
+                    }
+                }
+                bar.inc(1);
+            }
+        }
+        bar.finish_and_clear();
+        for engine in order {
+            let Some(runs) = seconds.remove(&engine) else {
+                continue;
+            };
+            for (i, nodes) in plan_sizes.iter().enumerate() {
+                let samples: Vec<f64> = runs.iter().filter_map(|r| r.get(i).copied()).collect();
+                let mut m = Measurement::new(&engine, &(i + 1).to_string(), samples);
+                if engine == cairn {
+                    m = m.with("plan nodes", *nodes as f64);
+                }
+                suite.add(m);
+            }
+            let totals = runs.iter().map(|r| r.iter().sum()).collect();
+            suite
+                .summary
+                .push(Measurement::new(&engine, "total", totals));
+        }
+        suites.push(suite);
+    }
+    Ok(suites)
+}
+
+fn check(suite: &mut Suite, engine: &str, against: &str, result: Result<(), String>) {
+    suite.checks.push(Check {
+        item: "answer".into(),
+        engine: engine.to_string(),
+        against: against.to_string(),
+        ok: result.is_ok(),
+        detail: result.err().unwrap_or_default(),
+    });
+}
