@@ -17,6 +17,7 @@ class Peer:
         cores = os.cpu_count() or 2
         self.spark = (SparkSession.builder.master(f"local[{cores}]")
                       .config("spark.ui.enabled", "false")
+                      .config("spark.ui.showConsoleProgress", "false")
                       .config("spark.sql.shuffle.partitions", str(cores * 2))
                       .config("spark.driver.memory", "4g")
                       .getOrCreate())

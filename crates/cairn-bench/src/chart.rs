@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::{Result, anyhow};
 use plotters::coord::CoordTranslate;
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -21,18 +22,43 @@ pub fn draw(suite: &Suite, path: &Path) -> Result<()> {
 
 type Drawn = std::result::Result<(), Box<dyn std::error::Error>>;
 
-fn top(suite: &Suite) -> f64 {
-    let max = suite
+/// The y axis: linear from 0, or logarithmic when the values span more than
+/// 30x (a slow peer would otherwise flatten everyone else to the floor).
+fn y_axis(suite: &Suite) -> (f64, f64, bool) {
+    let values = suite
         .results
         .iter()
         .map(|m| m.median)
-        .filter(|v| v.is_finite())
-        .fold(0.0, f64::max);
-    if max > 0.0 { max * 1.15 } else { 1.0 }
+        .filter(|v| v.is_finite() && *v > 0.0);
+    let (lo, hi) = values.fold((f64::MAX, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if hi <= 0.0 {
+        (0.0, 1.0, false)
+    } else if hi / lo > 30.0 {
+        (lo / 1.5, hi * 1.5, true)
+    } else {
+        (0.0, hi * 1.15, false)
+    }
 }
 
 /// One group of bars per item, one bar per engine.
 fn bars(suite: &Suite, path: &Path) -> Drawn {
+    match y_axis(suite) {
+        (lo, hi, true) => bars_on(
+            suite,
+            path,
+            (lo..hi).log_scale(),
+            lo,
+            "seconds (median, log scale)",
+        ),
+        (lo, hi, false) => bars_on(suite, path, lo..hi, lo, "seconds (median)"),
+    }
+}
+
+fn bars_on<Y>(suite: &Suite, path: &Path, y: Y, floor: f64, y_desc: &str) -> Drawn
+where
+    Y: AsRangedCoord<Value = f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
     let (items, engines) = (&suite.items, &suite.engines);
     let width = (120 + items.len() * (14 * engines.len() + 20)).max(640) as u32;
     let root = SVGBackend::new(path, (width, 440)).into_drawing_area();
@@ -42,12 +68,12 @@ fn bars(suite: &Suite, path: &Path) -> Drawn {
         .margin(14)
         .x_label_area_size(36)
         .y_label_area_size(64)
-        .build_cartesian_2d(0f64..items.len() as f64, 0f64..top(suite))?;
+        .build_cartesian_2d(0f64..items.len() as f64, y)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
         .x_labels(0)
-        .y_desc("seconds (median)")
+        .y_desc(y_desc)
         .draw()?;
     let width = 0.8 / engines.len().max(1) as f64;
     for (j, engine) in engines.iter().enumerate() {
@@ -55,7 +81,7 @@ fn bars(suite: &Suite, path: &Path) -> Drawn {
         let bars = items.iter().enumerate().filter_map(|(i, item)| {
             let m = suite.result(engine, item)?;
             let x = i as f64 + 0.1 + j as f64 * width;
-            Some(Rectangle::new([(x, 0.0), (x + width, m.median)], color))
+            Some(Rectangle::new([(x, floor), (x + width, m.median)], color))
         });
         chart
             .draw_series(bars)?
@@ -65,7 +91,7 @@ fn bars(suite: &Suite, path: &Path) -> Drawn {
     let label =
         TextStyle::from(("sans-serif", 12).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
     for (i, item) in items.iter().enumerate() {
-        let (x, y) = chart.backend_coord(&(i as f64 + 0.5, 0.0));
+        let (x, y) = chart.backend_coord(&(i as f64 + 0.5, floor));
         root.draw(&Text::new(item.clone(), (x, y + 6), label.clone()))?;
     }
     legend(&mut chart)?;
@@ -75,6 +101,22 @@ fn bars(suite: &Suite, path: &Path) -> Drawn {
 
 /// One line per engine over the items (iterations).
 fn lines(suite: &Suite, path: &Path) -> Drawn {
+    match y_axis(suite) {
+        (lo, hi, true) => lines_on(
+            suite,
+            path,
+            (lo..hi).log_scale(),
+            "seconds (median, log scale)",
+        ),
+        (lo, hi, false) => lines_on(suite, path, lo..hi, "seconds (median)"),
+    }
+}
+
+fn lines_on<Y>(suite: &Suite, path: &Path, y: Y, y_desc: &str) -> Drawn
+where
+    Y: AsRangedCoord<Value = f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
     let (items, engines) = (&suite.items, &suite.engines);
     let root = SVGBackend::new(path, (800, 440)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -83,13 +125,13 @@ fn lines(suite: &Suite, path: &Path) -> Drawn {
         .margin(14)
         .x_label_area_size(40)
         .y_label_area_size(64)
-        .build_cartesian_2d(0.5f64..items.len() as f64 + 0.5, 0f64..top(suite))?;
+        .build_cartesian_2d(0.5f64..items.len() as f64 + 0.5, y)?;
     chart
         .configure_mesh()
         .x_labels(items.len().min(24))
         .x_label_formatter(&|x| format!("{x:.0}"))
         .x_desc("iteration")
-        .y_desc("seconds (median)")
+        .y_desc(y_desc)
         .draw()?;
     for (j, engine) in engines.iter().enumerate() {
         let color = Palette99::pick(j).to_rgba();

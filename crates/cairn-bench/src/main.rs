@@ -49,6 +49,18 @@ enum SuiteCommand {
     CheckpointIo(IoArgs),
     /// The seed example: ten maps, a checkpoint, sum and count
     Seed(SeedArgs),
+    /// Every suite with its defaults, into one report
+    All(AllArgs),
+}
+
+#[derive(Debug, Args)]
+struct AllArgs {
+    /// Scale factor for TPC-H and checkpoint I/O
+    #[arg(long, default_value_t = 1.0)]
+    sf: f64,
+    /// Runs of each measurement; medians are reported
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
 }
 
 #[derive(Debug, Args)]
@@ -177,6 +189,42 @@ async fn run(cli: Cli) -> Result<bool> {
             report
                 .suites
                 .push(seed::run(&data_dir, args.runs, &compare).await?);
+        }
+        SuiteCommand::All(args) => {
+            let runs = args.runs.max(1);
+            let tpch = tpch::TpchOptions {
+                sf: args.sf,
+                iterations: runs,
+                queries: (1..=22).collect(),
+                peers: compare.clone(),
+            };
+            report.suites.push(tpch::run(&data_dir, &tpch).await?);
+            let iterative = IterativeOptions {
+                algorithms: vec![Algorithm::LabelPropagation, Algorithm::Pagerank],
+                nodes: 20_000,
+                edges: 100_000,
+                seed: 1,
+                iterations: 24,
+                mode: Mode::Checkpoint,
+                every: 1,
+                runs,
+                peers: compare.clone(),
+            };
+            report
+                .suites
+                .extend(iterative::run(&data_dir, &iterative).await?);
+            let io = IoOptions {
+                sf: args.sf,
+                runs,
+                codecs: DEFAULT_CODECS.map(String::from).to_vec(),
+                peers: compare.clone(),
+            };
+            report
+                .suites
+                .push(checkpoint_io::run(&data_dir, &io).await?);
+            report
+                .suites
+                .push(seed::run(&data_dir, runs, &compare).await?);
         }
     }
     if common.json {

@@ -238,7 +238,7 @@ impl Suite {
         for engine in &self.engines {
             header.push(format!("{engine} (s)"));
             if *engine != base {
-                header.push(format!("vs {base}"));
+                header.push("vs cairn".into());
             }
         }
         let mut rows = Vec::new();
@@ -309,8 +309,7 @@ impl Suite {
         let _ = writeln!(out, "{}", self.table());
         let _ = writeln!(
             out,
-            "Ratios are an engine's time over {}'s: above 1 means Cairn is faster.",
-            self.engines.first().map_or("", |e| e.as_str())
+            "vs cairn: an engine's time over Cairn's (above 1: Cairn is faster)"
         );
         let _ = writeln!(out, "{}", self.checks_line());
         for check in self.failed_checks() {
@@ -384,7 +383,7 @@ fn format_measurement(m: &Measurement) -> String {
         .map(|(k, v)| match k.as_str() {
             "MB/s" => format!("{v:.0} MB/s"),
             "rows/s" => format!("{:.1}M rows/s", v / 1e6),
-            "plan nodes" => format!("{v:.0} plan nodes"),
+            "plan nodes" => format!("plan: {v:.0} nodes"),
             _ => format!("{k} {v}"),
         })
         .collect();
