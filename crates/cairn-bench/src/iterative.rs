@@ -441,54 +441,51 @@ pub async fn run(data_dir: &Path, options: &IterativeOptions) -> Result<Vec<Suit
             (options.runs * (1 + peers.len())) as u64,
             &format!("{} K = {}", algorithm.title(), options.iterations),
         );
+        // Each run starts one engine later, as in the TPC-H suite.
+        let engines = 1 + peers.len();
         for run in 0..options.runs {
-            // A fresh dir per run: a reused checkpoint would skip the work.
-            let dir = tempfile::tempdir_in(data_dir)?;
-            let result = run_cairn(
-                algorithm,
-                &graph,
-                options.iterations,
-                options.mode,
-                options.every,
-                dir.path(),
-            )
-            .await
-            .with_context(|| format!("Cairn failed on {}", algorithm.title()))?;
-            bar.inc(1);
-            if run == 0 {
-                check(
-                    &mut suite,
-                    &cairn,
-                    "reference (plain Rust)",
-                    result.answer.matches(&expected),
-                );
-                plan_sizes = result.plan_nodes.clone();
-            }
-            seconds
-                .entry(cairn.clone())
-                .or_default()
-                .push(result.seconds);
-            for peer in &mut peers {
-                if broken.contains(&peer.name) {
-                    continue;
-                }
-                match run_peer(peer, algorithm, &graph, options) {
-                    Ok((mode, times, answer)) => {
-                        let engine = format!("{} ({mode})", peer.name);
-                        if run == 0 {
-                            check(
-                                &mut suite,
-                                &engine,
-                                "reference (plain Rust)",
-                                answer.matches(&expected),
-                            );
-                            order.push(engine.clone());
-                        }
-                        seconds.entry(engine).or_default().push(times);
+            for slot in (0..engines).map(|k| (k + run) % engines) {
+                if slot == 0 {
+                    // A fresh dir per run: a reused checkpoint would skip the work.
+                    let dir = tempfile::tempdir_in(data_dir)?;
+                    let result = run_cairn(
+                        algorithm,
+                        &graph,
+                        options.iterations,
+                        options.mode,
+                        options.every,
+                        dir.path(),
+                    )
+                    .await
+                    .with_context(|| format!("Cairn failed on {}", algorithm.title()))?;
+                    if run == 0 {
+                        let matched = result.answer.matches(&expected);
+                        check(&mut suite, &cairn, "reference (plain Rust)", matched);
+                        plan_sizes = result.plan_nodes.clone();
                     }
-                    Err(e) => {
-                        suite.notes.push(format!("{}: {e:#}", peer.name));
-                        broken.push(peer.name.clone());
+                    seconds
+                        .entry(cairn.clone())
+                        .or_default()
+                        .push(result.seconds);
+                } else {
+                    let peer = &mut peers[slot - 1];
+                    if broken.contains(&peer.name) {
+                        continue;
+                    }
+                    match run_peer(peer, algorithm, &graph, options) {
+                        Ok((mode, times, answer)) => {
+                            let engine = format!("{} ({mode})", peer.name);
+                            if run == 0 {
+                                let matched = answer.matches(&expected);
+                                check(&mut suite, &engine, "reference (plain Rust)", matched);
+                                order.push(engine.clone());
+                            }
+                            seconds.entry(engine).or_default().push(times);
+                        }
+                        Err(e) => {
+                            suite.notes.push(format!("{}: {e:#}", peer.name));
+                            broken.push(peer.name.clone());
+                        }
                     }
                 }
                 bar.inc(1);

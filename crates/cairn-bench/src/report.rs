@@ -425,7 +425,7 @@ impl Report {
             self.started,
             self.machine.describe()
         );
-        md.push_str("Times are medians in seconds; `x / cairn` columns are an engine's time over Cairn's (above 1: Cairn is faster).\n\n");
+        md.push_str("Times are medians in seconds; a `vs cairn` column is the engine to its left's time over Cairn's (above 1: Cairn is faster). Engines take turns in a rotating order, one run of each at a time.\n\n");
         for suite in &self.suites {
             md.push_str(&suite.markdown());
             md.push('\n');

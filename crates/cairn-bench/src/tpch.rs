@@ -71,16 +71,22 @@ const ANSWERS_SF_0_01: [&str; 22] = [
     include_str!("../../../sql/tpch/answers/sf0.01/q22.tbl"),
 ];
 
+/// Stands in for the keys of tpchgen's SF1 answer to Q11, which are cut.
+pub const Q11_KEY_NOT_CHECKED: &str = "(key not checked)";
+
 /// The reference answer for query `n` at `sf`, where one is known, and how
 /// closely it must be matched.
 pub fn reference_answer(n: usize, sf: f64) -> Option<(Rows, Tolerance, &'static str)> {
     if sf == 1.0 {
         let text = tpchgen::q_and_a::answers_sf1::answer(n as i32)?;
-        Some((
-            answers::parse_tbl(text),
-            Tolerance::Rounded,
-            "tpchgen SF1 answers",
-        ))
+        let mut rows = answers::parse_tbl(text);
+        if n == 11 {
+            // tpchgen 4.0.0's Q11 answer cuts ps_partkey to its first digits
+            // (1297 for 129760): check the values, and the keys by DuckDB.
+            rows.iter_mut()
+                .for_each(|r| r[0] = Q11_KEY_NOT_CHECKED.into());
+        }
+        Some((rows, Tolerance::Spec, "tpchgen SF1 answers"))
     } else if sf == 0.01 {
         Some((
             answers::parse_tbl(ANSWERS_SF_0_01[n - 1]),
@@ -187,30 +193,42 @@ pub async fn run(data_dir: &Path, options: &TpchOptions) -> Result<Suite> {
         let mut times: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         let mut answers: BTreeMap<String, Rows> = BTreeMap::new();
         let mut broken: Vec<String> = Vec::new();
-        // Interleaved: each iteration runs every engine once.
-        for _ in 0..options.iterations {
-            let (t, rows) = run_cairn(&cairn, sql)
-                .await
-                .with_context(|| format!("Cairn failed on {item}"))?;
-            times.entry("cairn".into()).or_default().push(t);
-            answers.entry("cairn".into()).or_insert(rows);
-            let (t, rows) = run_datafusion(&datafusion, sql)
-                .await
-                .with_context(|| format!("DataFusion failed on {item}"))?;
-            times.entry("datafusion".into()).or_default().push(t);
-            answers.entry("datafusion".into()).or_insert(rows);
-            for peer in &mut peers {
-                if broken.contains(&peer.name) {
-                    continue;
-                }
-                match run_peer(peer, sql) {
-                    Ok((t, rows)) => {
-                        times.entry(peer.name.clone()).or_default().push(t);
-                        answers.entry(peer.name.clone()).or_insert(rows);
+        // Interleaved: each iteration runs every engine once, starting one
+        // engine later each time, so that no engine always runs right after
+        // another's leftover work (a JVM's garbage collection, say).
+        let engines = 2 + peers.len();
+        for iteration in 0..options.iterations {
+            for slot in (0..engines).map(|k| (k + iteration) % engines) {
+                match slot {
+                    0 => {
+                        let (t, rows) = run_cairn(&cairn, sql)
+                            .await
+                            .with_context(|| format!("Cairn failed on {item}"))?;
+                        times.entry("cairn".into()).or_default().push(t);
+                        answers.entry("cairn".into()).or_insert(rows);
                     }
-                    Err(e) => {
-                        suite.notes.push(format!("{item} on {}: {e:#}", peer.name));
-                        broken.push(peer.name.clone());
+                    1 => {
+                        let (t, rows) = run_datafusion(&datafusion, sql)
+                            .await
+                            .with_context(|| format!("DataFusion failed on {item}"))?;
+                        times.entry("datafusion".into()).or_default().push(t);
+                        answers.entry("datafusion".into()).or_insert(rows);
+                    }
+                    p => {
+                        let peer = &mut peers[p - 2];
+                        if broken.contains(&peer.name) {
+                            continue;
+                        }
+                        match run_peer(peer, sql) {
+                            Ok((t, rows)) => {
+                                times.entry(peer.name.clone()).or_default().push(t);
+                                answers.entry(peer.name.clone()).or_insert(rows);
+                            }
+                            Err(e) => {
+                                suite.notes.push(format!("{item} on {}: {e:#}", peer.name));
+                                broken.push(peer.name.clone());
+                            }
+                        }
                     }
                 }
             }
@@ -247,10 +265,19 @@ fn check(suite: &mut Suite, item: &str, n: usize, sf: f64, answers: &BTreeMap<St
         });
     };
     if let Some((expected, tolerance, source)) = reference_answer(n, sf) {
+        let mut actual = cairn.clone();
+        if expected
+            .first()
+            .is_some_and(|r| r[0] == Q11_KEY_NOT_CHECKED)
+        {
+            actual
+                .iter_mut()
+                .for_each(|r| r[0] = Q11_KEY_NOT_CHECKED.into());
+        }
         add(
             "cairn",
             source,
-            answers::compare(&expected, cairn, tolerance),
+            answers::compare(&expected, &actual, tolerance),
         );
     }
     for (engine, rows) in answers.iter().filter(|(e, _)| *e != "cairn") {
