@@ -12,8 +12,9 @@ use clap::{Args, Parser, Subcommand};
 /// Benchmarks of Cairn, side by side with peer engines in the same run.
 ///
 /// Data is generated once under the data dir and reused. Peers run through
-/// Python (`CAIRN_BENCH_PYTHON`, default python3) with duckdb, polars,
-/// datafusion or pyspark installed; a missing one is skipped with a note.
+/// Python (`CAIRN_BENCH_PYTHON`, else `CAIRN_PYTHON`, else python3) with
+/// duckdb, polars, datafusion or pyspark installed; a missing one is skipped
+/// with a note.
 #[derive(Debug, Parser)]
 #[command(name = "cairn-bench", version)]
 struct Cli {
