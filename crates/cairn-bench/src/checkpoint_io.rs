@@ -186,7 +186,12 @@ pub async fn run(data_dir: &Path, options: &IoOptions) -> Result<Suite> {
         (options.runs * codecs.len()) as u64,
         &format!("checkpoint I/O SF {}", options.sf),
     );
-    let mut expected_rows = None;
+    // What every read-back must return: the rows of the source.
+    let source_rows = SessionContext::new()
+        .read_parquet(&lineitem, ParquetReadOptions::default())
+        .await?
+        .count()
+        .await? as u64;
     for (name, codec) in &codecs {
         let mut cairn_writes = Vec::new();
         let mut reads = Vec::new();
@@ -199,12 +204,12 @@ pub async fn run(data_dir: &Path, options: &IoOptions) -> Result<Suite> {
                 .await
                 .with_context(|| format!("Cairn failed to checkpoint lineitem with {name}"))?;
             drop(dir);
-            let rows_ok = *expected_rows.get_or_insert(rows) == rows;
+            let rows_ok = rows == source_rows;
             if !rows_ok || reads.is_empty() {
                 suite.checks.push(Check {
                     item: format!("read {name}"),
                     engine: "cairn".into(),
-                    against: "rows written".into(),
+                    against: "rows of the source".into(),
                     ok: rows_ok,
                     detail: if rows_ok {
                         String::new()
@@ -228,7 +233,7 @@ pub async fn run(data_dir: &Path, options: &IoOptions) -> Result<Suite> {
             }
             bar.inc(1);
         }
-        let rows = expected_rows.unwrap_or(0) as f64;
+        let rows = source_rows as f64;
         let write_item = format!("write {name}");
         let throughput = |engine: &str, item: &str, samples: Vec<(f64, u64)>| {
             let seconds: Vec<f64> = samples.iter().map(|s| s.0).collect();
