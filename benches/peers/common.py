@@ -35,6 +35,21 @@ class Timer:
         self.seconds = time.perf_counter() - self.start
 
 
+def iterate(state, iterations, every, step, cut, action):
+    """Runs `step` on `state` `iterations` times; every `every`-th result
+    goes through `cut` (None: --mode none), and each is followed by
+    `action`. Returns the last state and each iteration's seconds."""
+    seconds = []
+    for i in range(1, iterations + 1):
+        with Timer() as t:
+            state = step(state)
+            if cut is not None and i % every == 0:
+                state = cut(state)
+            action(state)
+        seconds.append(t.seconds)
+    return state, seconds
+
+
 def dir_bytes(path):
     if os.path.isfile(path):
         return os.path.getsize(path)

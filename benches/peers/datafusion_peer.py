@@ -7,7 +7,7 @@ import pyarrow as pa
 from datafusion import SessionContext, col, lit
 from datafusion import functions as f
 
-from common import TPCH_TABLES, Timer, rows, sql_text
+from common import TPCH_TABLES, Timer, iterate, rows, sql_text
 
 
 class Peer:
@@ -28,17 +28,6 @@ class Peer:
         result = [tuple(r.values()) for r in table.to_pylist()] if table is not None else []
         return {"seconds": t.seconds, "rows": rows(result)}
 
-    def _loop(self, state, iterations, mode, every, step):
-        seconds = []
-        for i in range(1, iterations + 1):
-            with Timer() as t:
-                state = step(state)
-                if mode != "none" and i % every == 0:
-                    state = state.cache()
-                state.count()
-            seconds.append(t.seconds)
-        return state, seconds
-
     def label_propagation(self, edges, nodes, iterations, mode, every, **_):
         e = self.ctx.read_parquet(edges).cache()
         labels = self.ctx.sql(f"SELECT value AS v, value AS l FROM range(0, {nodes})")
@@ -49,7 +38,7 @@ class Peer:
             return (labels.join(nb, left_on=["v"], right_on=["src"], how="left")
                     .select(col("v"), f.least(col("l"), f.coalesce(col("m"), col("l"))).alias("l")))
 
-        labels, seconds = self._loop(labels, iterations, mode, every, step)
+        labels, seconds = iterate(labels, iterations, every, step, _cut(mode), _count)
         out = labels.aggregate([], [f.count(col("l"), distinct=True).alias("d"), f.sum(col("l")).alias("s")]).to_pylist()[0]
         return {"mode": _mode(mode), "seconds": seconds, "distinct": out["d"], "sum": out["s"]}
 
@@ -67,7 +56,7 @@ class Peer:
             return (ranks.join(c, left_on=["v"], right_on=["dst"], how="left")
                     .select(col("v"), (lit(base) + lit(damping) * f.coalesce(col("c"), lit(0.0))).alias("r")))
 
-        ranks, seconds = self._loop(ranks, iterations, mode, every, step)
+        ranks, seconds = iterate(ranks, iterations, every, step, _cut(mode), _count)
         values = [r["r"] for r in ranks.sort(col("v").sort()).to_pylist()]
         return {"mode": _mode(mode), "seconds": seconds, "ranks": values}
 
@@ -87,6 +76,14 @@ class Peer:
             out = df.aggregate([], agg).to_pylist()[0]
         seconds.append(t.seconds)
         return {"mode": "cache", "seconds": seconds, "sum": out["s"], "count": out["c"]}
+
+
+def _cut(mode):
+    return None if mode == "none" else (lambda df: df.cache())
+
+
+def _count(df):
+    df.count()
 
 
 def _mode(mode):

@@ -3,23 +3,12 @@ Polars has no SQL for all of TPC-H, so it runs the iterative jobs and seed."""
 
 import polars as pl
 
-from common import Timer
+from common import Timer, iterate
 
 
 class Peer:
     def __init__(self):
         self.version = pl.__version__
-
-    def _loop(self, state, iterations, mode, every, step):
-        seconds = []
-        for i in range(1, iterations + 1):
-            with Timer() as t:
-                state = step(state)
-                if mode != "none" and i % every == 0:
-                    state = state.collect().lazy()
-                state.select(pl.len()).collect()
-            seconds.append(t.seconds)
-        return state, seconds
 
     def label_propagation(self, edges, nodes, iterations, mode, every, **_):
         e = pl.read_parquet(edges).lazy()
@@ -31,7 +20,7 @@ class Peer:
             return (labels.join(nb, left_on="v", right_on="src", how="left")
                     .select("v", pl.min_horizontal("l", pl.coalesce("m", "l")).alias("l")))
 
-        labels, seconds = self._loop(labels, iterations, mode, every, step)
+        labels, seconds = iterate(labels, iterations, every, step, _cut(mode), _count)
         out = labels.select(pl.col("l").n_unique().alias("d"), pl.col("l").sum().alias("s")).collect()
         return {"mode": _mode(mode), "seconds": seconds, "distinct": out["d"][0], "sum": out["s"][0]}
 
@@ -50,7 +39,7 @@ class Peer:
             return (ranks.join(c, left_on="v", right_on="dst", how="left")
                     .select("v", (base + damping * pl.col("c").fill_null(0.0)).alias("r")))
 
-        ranks, seconds = self._loop(ranks, iterations, mode, every, step)
+        ranks, seconds = iterate(ranks, iterations, every, step, _cut(mode), _count)
         values = ranks.sort("v").collect()["r"].to_list()
         return {"mode": _mode(mode), "seconds": seconds, "ranks": values}
 
@@ -70,6 +59,14 @@ class Peer:
             out = df.select(agg).collect()
         seconds.append(t.seconds)
         return {"mode": "collect", "seconds": seconds, "sum": out["s"][0], "count": out["c"][0]}
+
+
+def _cut(mode):
+    return None if mode == "none" else (lambda df: df.collect().lazy())
+
+
+def _count(df):
+    df.select(pl.len()).collect()
 
 
 def _mode(mode):

@@ -8,7 +8,7 @@ import pyspark
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from common import TPCH_TABLES, Timer, rows, sql_text
+from common import TPCH_TABLES, Timer, iterate, rows, sql_text
 
 
 class Peer:
@@ -34,24 +34,6 @@ class Peer:
             result = self.spark.sql(sql_text(query)).collect()
         return {"seconds": t.seconds, "rows": rows(tuple(r) for r in result)}
 
-    def _cut(self, df, mode):
-        if mode == "checkpoint":
-            return df.checkpoint(eager=True)
-        if mode == "local":
-            return df.localCheckpoint(eager=True)
-        return df
-
-    def _loop(self, state, iterations, mode, every, step):
-        seconds = []
-        for i in range(1, iterations + 1):
-            with Timer() as t:
-                state = step(state)
-                if i % every == 0:
-                    state = self._cut(state, mode)
-                state.count()
-            seconds.append(t.seconds)
-        return state, seconds
-
     def _edges(self, edges):
         e = self.spark.read.parquet(edges).cache()
         e.count()
@@ -67,7 +49,7 @@ class Peer:
             return (labels.join(nb, labels.v == nb.src, "left")
                     .select("v", F.least(F.col("l"), F.coalesce(F.col("m"), F.col("l"))).alias("l")))
 
-        labels, seconds = self._loop(labels, iterations, mode, every, step)
+        labels, seconds = iterate(labels, iterations, every, step, _cut(mode), _count)
         out = labels.agg(F.countDistinct("l").alias("d"), F.sum("l").alias("s")).collect()[0]
         e.unpersist()
         return {"mode": _mode(mode), "seconds": seconds, "distinct": out["d"], "sum": out["s"]}
@@ -87,7 +69,7 @@ class Peer:
             return (ranks.join(c, ranks.v == c.dst, "left")
                     .select("v", (F.lit(base) + F.lit(damping) * F.coalesce(F.col("c"), F.lit(0.0))).alias("r")))
 
-        ranks, seconds = self._loop(ranks, iterations, mode, every, step)
+        ranks, seconds = iterate(ranks, iterations, every, step, _cut(mode), _count)
         values = [r["r"] for r in ranks.orderBy("v").collect()]
         links.unpersist()
         e.unpersist()
@@ -109,6 +91,18 @@ class Peer:
             out = df.agg(*agg).collect()[0]
         seconds.append(t.seconds)
         return {"mode": "checkpoint", "seconds": seconds, "sum": out["s"], "count": out["c"]}
+
+
+def _cut(mode):
+    if mode == "checkpoint":
+        return lambda df: df.checkpoint(eager=True)
+    if mode == "local":
+        return lambda df: df.localCheckpoint(eager=True)
+    return None
+
+
+def _count(df):
+    df.count()
 
 
 def _mode(mode):

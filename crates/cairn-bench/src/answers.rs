@@ -1,6 +1,6 @@
 //! Query answers as rows of text, and how two answers are compared.
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{Int64Array, RecordBatch};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 
 /// An answer: one string per cell, `NULL` for nulls.
@@ -35,6 +35,16 @@ pub fn rows_of(batches: &[RecordBatch]) -> datafusion::error::Result<Rows> {
         }
     }
     Ok(rows)
+}
+
+/// Column `column` of the first row of `batches` as a BIGINT; -1 when
+/// there is none (an answer that no check accepts).
+pub fn first_row_i64(batches: &[RecordBatch], column: usize) -> i64 {
+    batches
+        .first()
+        .filter(|b| b.num_rows() > 0)
+        .and_then(|b| b.column(column).as_any().downcast_ref::<Int64Array>())
+        .map_or(-1, |a| a.value(0))
 }
 
 /// Parses an answer in the `|`-separated form of TPC-H's answer files: a

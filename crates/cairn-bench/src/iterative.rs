@@ -20,6 +20,7 @@ use datafusion::logical_expr::{JoinType, LogicalPlan, cast};
 use datafusion::prelude::{ParquetReadOptions, col, lit};
 use serde_json::json;
 
+use crate::answers::first_row_i64;
 use crate::data::{self, Graph};
 use crate::peers::{self, Peer};
 use crate::progress;
@@ -210,22 +211,17 @@ pub async fn run_cairn(
         .await?
         .local_checkpoint()
         .await?;
-    let mut cut = Cut::new(mode, every)?;
-    let mut run = LoopRun {
+    let mut looped = Looped {
+        cut: Cut::new(mode, every)?,
         seconds: Vec::with_capacity(k),
         plan_nodes: Vec::with_capacity(k),
-        answer: Answer::Labels {
-            distinct: 0,
-            sum: 0,
-        },
     };
-    match algorithm {
+    let answer = match algorithm {
         Algorithm::LabelPropagation => {
-            let mut labels = ctx
+            let labels = ctx
                 .sql(&format!("SELECT value AS v, value AS l FROM range(0, {n})"))
                 .await?;
-            for _ in 0..k {
-                let start = Instant::now();
+            let step = |labels: DataFrame| {
                 let neighbours = labels
                     .clone()
                     .select(vec![col("v").alias("nv"), col("l").alias("nl")])?;
@@ -233,32 +229,22 @@ pub async fn run_cairn(
                     .clone()
                     .join(neighbours, JoinType::Inner, &["dst"], &["nv"], None)?
                     .aggregate(vec![col("src")], vec![min(col("nl")).alias("m")])?;
-                let new = labels
+                labels
                     .join(nb, JoinType::Left, &["v"], &["src"], None)?
                     .select(vec![
                         col("v"),
                         least(vec![col("l"), coalesce(vec![col("m"), col("l")])]).alias("l"),
-                    ])?;
-                labels = cut.apply(new).await?;
-                labels.clone().count().await?;
-                run.seconds.push(start.elapsed().as_secs_f64());
-                run.plan_nodes.push(plan_nodes(labels.logical_plan()));
-            }
+                    ])
+            };
+            let labels = looped.run(labels, k, step).await?;
             let totals = labels
                 .aggregate(vec![], vec![count_distinct(col("l")), sum(col("l"))])?
                 .collect()
                 .await?;
-            let value = |c: usize| {
-                totals[0]
-                    .column(c)
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .map_or(-1, |a| a.value(0))
-            };
-            run.answer = Answer::Labels {
-                distinct: value(0),
-                sum: value(1),
-            };
+            Answer::Labels {
+                distinct: first_row_i64(&totals, 0),
+                sum: first_row_i64(&totals, 1),
+            }
         }
         Algorithm::Pagerank => {
             let degrees = edges
@@ -274,14 +260,13 @@ pub async fn run_cairn(
                 .select(vec![col("src"), col("dst"), col("w")])?
                 .local_checkpoint()
                 .await?;
-            let mut ranks = ctx
+            let ranks = ctx
                 .sql(&format!(
                     "SELECT value AS v, CAST(1.0 AS DOUBLE) / {n} AS r FROM range(0, {n})"
                 ))
                 .await?;
             let base = (1.0 - DAMPING) / n as f64;
-            for _ in 0..k {
-                let start = Instant::now();
+            let step = |ranks: DataFrame| {
                 let current = ranks
                     .clone()
                     .select(vec![col("v").alias("rv"), col("r").alias("rr")])?;
@@ -289,17 +274,14 @@ pub async fn run_cairn(
                     .clone()
                     .join(current, JoinType::Inner, &["src"], &["rv"], None)?
                     .aggregate(vec![col("dst")], vec![sum(col("rr") * col("w")).alias("c")])?;
-                let new = ranks
+                ranks
                     .join(contributions, JoinType::Left, &["v"], &["dst"], None)?
                     .select(vec![
                         col("v"),
                         (lit(base) + lit(DAMPING) * coalesce(vec![col("c"), lit(0.0)])).alias("r"),
-                    ])?;
-                ranks = cut.apply(new).await?;
-                ranks.clone().count().await?;
-                run.seconds.push(start.elapsed().as_secs_f64());
-                run.plan_nodes.push(plan_nodes(ranks.logical_plan()));
-            }
+                    ])
+            };
+            let ranks = looped.run(ranks, k, step).await?;
             let batches = ranks.sort_by(vec![col("v")])?.collect().await?;
             let mut values = Vec::with_capacity(n as usize);
             for batch in batches {
@@ -310,10 +292,41 @@ pub async fn run_cairn(
                     .context("ranks are not DOUBLE")?;
                 values.extend((0..r.len()).map(|i| r.value(i)));
             }
-            run.answer = Answer::Ranks(values);
+            Answer::Ranks(values)
         }
+    };
+    Ok(LoopRun {
+        seconds: looped.seconds,
+        plan_nodes: looped.plan_nodes,
+        answer,
+    })
+}
+
+/// A loop's iterations as they run: how each is cut, its time and plan size.
+struct Looped {
+    cut: Cut,
+    seconds: Vec<f64>,
+    plan_nodes: Vec<usize>,
+}
+
+impl Looped {
+    /// Runs `k` iterations of `step` from `state`: each is cut as the mode
+    /// says and followed by an action (`count`), as in the peers' loops.
+    async fn run(
+        &mut self,
+        mut state: DataFrame,
+        k: usize,
+        step: impl Fn(DataFrame) -> datafusion::error::Result<DataFrame>,
+    ) -> Result<DataFrame> {
+        for _ in 0..k {
+            let start = Instant::now();
+            state = self.cut.apply(step(state)?).await?;
+            state.clone().count().await?;
+            self.seconds.push(start.elapsed().as_secs_f64());
+            self.plan_nodes.push(plan_nodes(state.logical_plan()));
+        }
+        Ok(state)
     }
-    Ok(run)
 }
 
 /// The same jobs in plain Rust over the edge list: the answer every engine

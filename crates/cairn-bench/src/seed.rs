@@ -7,12 +7,12 @@ use std::time::Instant;
 
 use anyhow::Result;
 use cairn_core::{CairnContext, CheckpointExt};
-use datafusion::arrow::array::Int64Array;
 use datafusion::dataframe::DataFrame;
 use datafusion::functions_aggregate::expr_fn::{count, sum};
 use datafusion::prelude::{col, lit};
 use serde_json::json;
 
+use crate::answers::first_row_i64;
 use crate::peers;
 use crate::report::{Chart, Check, Measurement, Suite};
 
@@ -32,14 +32,7 @@ async fn sum_count(df: &DataFrame) -> Result<(i64, i64)> {
         .aggregate(vec![], vec![sum(col("x")), count(col("x"))])?
         .collect()
         .await?;
-    let value = |c: usize| {
-        batches[0]
-            .column(c)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .map_or(-1, |a| a.value(0))
-    };
-    Ok((value(0), value(1)))
+    Ok((first_row_i64(&batches, 0), first_row_i64(&batches, 1)))
 }
 
 /// One run on Cairn: each step's seconds and the answer after the checkpoint.
