@@ -48,9 +48,10 @@ fn source(rt: &Runtime) -> Arc<MemTable> {
     })
 }
 
-fn context(dir: &std::path::Path, table: &Arc<MemTable>) -> CairnContext {
+fn context(dir: &std::path::Path, table: &Arc<MemTable>, write: WriteOptions) -> CairnContext {
     let ctx = CairnContext::builder()
         .checkpoint_dir(dir.display().to_string())
+        .write_options(write)
         .build()
         .unwrap();
     ctx.register_table("src", Arc::clone(table) as _).unwrap();
@@ -76,8 +77,7 @@ fn write(c: &mut Criterion) {
             b.to_async(&rt).iter_batched(
                 || {
                     let dir = tempfile::tempdir().unwrap();
-                    let ctx = context(dir.path(), &table);
-                    ctx.config().set_write_options(WriteOptions { compression });
+                    let ctx = context(dir.path(), &table, WriteOptions { compression });
                     (dir, ctx)
                 },
                 |(dir, ctx)| async move {
@@ -96,7 +96,7 @@ fn write(c: &mut Criterion) {
             b.to_async(&rt).iter_batched(
                 || {
                     let dir = tempfile::tempdir().unwrap();
-                    let ctx = context(dir.path(), &table);
+                    let ctx = context(dir.path(), &table, WriteOptions::default());
                     (dir, ctx)
                 },
                 |(dir, ctx)| async move {
@@ -144,7 +144,7 @@ fn read(c: &mut Criterion) {
     let rt = Runtime::new().unwrap();
     let table = source(&rt);
     let dir = tempfile::tempdir().unwrap();
-    let ctx = context(dir.path(), &table);
+    let ctx = context(dir.path(), &table, WriteOptions::default());
     let (lazy, checkpointed) = rt.block_on(async {
         let lazy = lineage(ctx.table("src").await.unwrap());
         let checkpointed = lazy.clone().checkpoint().await.unwrap();

@@ -47,6 +47,8 @@ async fn main() -> cairn::Result<()> {
         .memory_limit(limit_mb * 1024 * 1024)
         .build()?;
     let df = ctx.sql(&QUERY.replace("{rows}", &rows.to_string())).await?;
+    let watch = std::sync::Arc::new(cairn::PlanWatch::default());
+    ctx.observe(&watch);
 
     let started = Instant::now();
     let df = if local {
@@ -60,7 +62,7 @@ async fn main() -> cairn::Result<()> {
         .collect()
         .await?;
     let read = started.elapsed() - written;
-    let stored = cairn::store::checkpoint_bytes_written() as f64;
+    let stored = watch.bytes_written() as f64;
     println!(
         "{} checkpoint of {rows} rows (~{gb} GB of Arrow data) with a {limit_mb} MB memory limit in {dir}",
         if local { "local" } else { "reliable" }

@@ -89,7 +89,7 @@ impl TestS3 {
 
     /// The bucket, to look at what was written.
     pub fn bucket_store(&self) -> Arc<dyn cairn::object_store::ObjectStore> {
-        self.options().store(&self.bucket).unwrap()
+        cairn::store::s3::bucket_store(&self.options(), &self.bucket).unwrap()
     }
 }
 

@@ -51,7 +51,10 @@ async fn a_failed_change_of_dir_keeps_the_old_one() {
     let before = ctx.checkpoint_dir();
     let file = tempfile::NamedTempFile::new().unwrap();
     let bad = file.path().join("x");
-    let err = ctx.set_checkpoint_dir(bad.to_str().unwrap()).unwrap_err();
+    let err = ctx
+        .use_checkpoint_dir(bad.to_str().unwrap())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains(bad.to_str().unwrap()), "{err}");
     assert_eq!(ctx.checkpoint_dir(), before);
     let df = ctx

@@ -98,7 +98,9 @@ async fn a_damaged_checkpoint_is_recomputed_when_asked_to() {
     let files = committed(dir.path()).await;
     std::fs::remove_file(&files[0]).unwrap();
     let ctx = dir_ctx(dir.path());
-    ctx.config().set_on_corrupt(OnCorrupt::Recompute);
+    let mut options = ctx.options();
+    options.on_corrupt = OnCorrupt::Recompute;
+    ctx.set_options(options).await.unwrap();
     let df = ctx.sql(QUERY).await.unwrap().checkpoint().await.unwrap();
     let n = scalar(df.aggregate(vec![], vec![count(lit(1))]).unwrap()).await;
     assert_eq!(n, "200000");

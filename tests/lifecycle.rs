@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use cairn::Lifetimes;
 use cairn::prelude::*;
-use cairn::store::lifecycle::Lifetimes;
 use cairn::{CheckpointKind, Materialize};
 use chrono::Utc;
 
@@ -33,7 +33,7 @@ fn ids_in(dir: &std::path::Path) -> HashSet<String> {
 async fn vacuum_keeps_named_and_fresh_and_removes_expired_and_orphans() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = dir_ctx(dir.path());
-    let store = ctx.config().store();
+    let store = ctx.checkpoint_store();
     let named = ctx.sql("SELECT 1 AS x").await.unwrap();
     ctx.checkpoint_table(
         "kept",
@@ -106,7 +106,7 @@ async fn vacuum_keeps_named_and_fresh_and_removes_expired_and_orphans() {
 async fn a_checkpoint_this_process_reads_is_never_removed() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = dir_ctx(dir.path());
-    let store = ctx.config().store();
+    let store = ctx.checkpoint_store();
     let live = ctx
         .sql("SELECT 3 AS x")
         .await
@@ -148,10 +148,12 @@ async fn drop_keeps_data_a_live_dataframe_reads_and_the_name_goes_at_once() {
     );
     assert_eq!(reader.clone().count().await.unwrap(), 1, "the data is not");
     drop(reader);
-    ctx.config().set_lifetimes(Lifetimes {
+    let mut options = ctx.options();
+    options.lifetimes = Lifetimes {
         retention: Duration::ZERO,
         orphan_grace: Duration::ZERO,
-    });
+    };
+    ctx.set_options(options).await.unwrap();
     let report = ctx.vacuum_checkpoints().await.unwrap();
     assert_eq!(report.checkpoints.len(), 1);
     assert!(ids_in(dir.path()).is_empty());

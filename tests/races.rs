@@ -43,9 +43,10 @@ async fn child_races_to_checkpoint() {
     if let Ok(wait) = start.duration_since(SystemTime::now()) {
         tokio::time::sleep(wait).await;
     }
-    let written = cairn::store::checkpoint_bytes_written();
+    let watch = std::sync::Arc::new(cairn::PlanWatch::default());
+    ctx.observe(&watch);
     let df = df.checkpoint().await.unwrap();
-    let wrote = cairn::store::checkpoint_bytes_written() > written;
+    let wrote = watch.bytes_written() > 0;
     let total = scalar(df.aggregate(vec![], vec![sum(col("a"))]).unwrap()).await;
     println!("sum {total}");
     println!("{}", if wrote { "wrote" } else { "reused" });

@@ -12,7 +12,6 @@ use cairn::arrow::array::{Int64Array, RecordBatch};
 use cairn::arrow::datatypes::{DataType, Field, Schema};
 use cairn::datafusion::datasource::MemTable;
 use cairn::prelude::*;
-use cairn::store::checkpoint_bytes_written;
 
 use crate::common::{dir_ctx, scalar};
 
@@ -75,9 +74,10 @@ async fn label_propagation(dir: &Path) {
             )
             .await
             .unwrap();
-        let written = checkpoint_bytes_written();
+        let watch = Arc::new(cairn::PlanWatch::default());
+        ctx.observe(&watch);
         labels = next.checkpoint().await.unwrap();
-        let how = if checkpoint_bytes_written() == written {
+        let how = if watch.bytes_written() == 0 {
             "reused"
         } else {
             "computed"

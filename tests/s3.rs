@@ -203,7 +203,7 @@ async fn s3_problems_are_clear_errors_that_change_nothing() {
         secret_access_key: Some(cairn::Secret::new("not-the-secret")),
         ..good.clone()
     };
-    session.context().config().set_s3_options(wrong).unwrap();
+    set_s3(&session, wrong).await;
     let err = fails(&format!("SET cairn.checkpoint_dir = '{}'", s3.fresh_dir())).await;
     assert!(err.contains("the credentials were refused"), "{err}");
     assert!(!err.contains("not-the-secret"), "{err}");
@@ -212,11 +212,7 @@ async fn s3_problems_are_clear_errors_that_change_nothing() {
         endpoint: Some("http://127.0.0.1:9".into()),
         ..good.clone()
     };
-    session
-        .context()
-        .config()
-        .set_s3_options(unreachable)
-        .unwrap();
+    set_s3(&session, unreachable).await;
     let err = fails(&format!("SET cairn.checkpoint_dir = '{}'", s3.fresh_dir())).await;
     assert!(err.contains("check cairn.s3.endpoint"), "{err}");
     assert!(
@@ -226,9 +222,16 @@ async fn s3_problems_are_clear_errors_that_change_nothing() {
 
     // Each failure left the session as it was.
     assert_eq!(session.context().checkpoint_dir(), "memory://s3-errors");
-    session.context().config().set_s3_options(good).unwrap();
+    set_s3(&session, good).await;
     let out = session.sql("SELECT 41 + 1 AS x").await.unwrap();
     assert_eq!(out[0].num_rows(), 1);
+}
+
+/// Makes `options` the session's S3 settings.
+async fn set_s3(session: &Session, options: cairn::S3Options) {
+    let mut all = session.context().options();
+    all.s3 = options;
+    session.context().set_options(all).await.unwrap();
 }
 
 /// Collects every event and span field Cairn logs, at every level.
@@ -298,7 +301,7 @@ async fn s3_secrets_never_show() {
         shown += &session.sql(&bad).await.unwrap_err().to_string();
     }
     shown += &format!("{:?}", session.context());
-    shown += &format!("{:?}", session.context().config());
+    shown += &format!("{:?}", session.context().options());
     // Everything written under the dir: manifests, names, data.
     let store = s3.bucket_store();
     let prefix = cairn::object_store::path::Path::from(

@@ -58,9 +58,8 @@ async fn cairn_write_read(
 ) -> Result<(Written, f64, u64)> {
     let ctx = CairnContext::builder()
         .checkpoint_dir(dir.display().to_string())
+        .write_options(WriteOptions { compression: codec })
         .build()?;
-    ctx.config()
-        .set_write_options(WriteOptions { compression: codec });
     let source = ctx
         .read_parquet(lineitem, ParquetReadOptions::default())
         .await?;

@@ -8,11 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use cairn_core::arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
+use cairn_core::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use cairn_core::arrow::datatypes::SchemaRef;
-use cairn_core::store::checkpoint_bytes_written;
-use cairn_core::{CheckpointKind, LazyCheckpointTable, LocalCheckpointTable};
-use cairn_sql::{ParsedStatement, Session};
+use cairn_core::{PlanObserver, PlanWatch};
+use cairn_sql::{Listing, ParsedStatement, Session, checkpoint_listing, human_bytes};
 use datafusion::catalog::SchemaProvider;
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use futures::StreamExt;
@@ -167,6 +166,8 @@ impl Shell {
     pub async fn run_statement(&mut self, statement: &ParsedStatement) -> Result<()> {
         let started = Instant::now();
         let running = Running::default();
+        // Eager checkpoints run plans of their own: watched too.
+        self.session.context().observe(&running.plans);
         let progress = (!self.options.quiet && io::stderr().is_terminal())
             .then(|| Progress::start(running.clone()));
         let session = self.session.clone();
@@ -222,7 +223,8 @@ impl Shell {
                 self.show(&schema, &batches, Duration::ZERO)?;
             }
             Command::Checkpoints => {
-                let batch = self.checkpoint_listing().await?;
+                let infos = self.session.context().checkpoints().await?;
+                let batch = checkpoint_listing(&infos, Listing::Readable);
                 self.show(&batch.schema(), &[batch], Duration::ZERO)?;
             }
             Command::Timing(on) => {
@@ -274,21 +276,10 @@ impl Shell {
             let mut tables = schema.table_names();
             tables.sort();
             for name in tables {
-                let Some(table) = schema.table(&name).await? else {
+                let Some(kind) = self.session.context().table_kind(&name).await? else {
                     continue;
                 };
-                let kind = if table.downcast_ref::<LocalCheckpointTable>().is_some() {
-                    "local checkpoint".to_string()
-                } else if table.downcast_ref::<LazyCheckpointTable>().is_some() {
-                    "lazy checkpoint".to_string()
-                } else if table
-                    .downcast_ref::<cairn_core::CheckpointTable>()
-                    .is_some()
-                {
-                    "checkpoint".to_string()
-                } else {
-                    table.table_type().to_string().to_lowercase()
-                };
+                let kind = kind.to_string();
                 names.push(name);
                 kinds.push(kind);
             }
@@ -299,59 +290,6 @@ impl Shell {
         ])
         .map_err(|e| ShellError::Failed(e.to_string()))?;
         Ok((batch.schema(), vec![batch]))
-    }
-
-    async fn checkpoint_listing(&self) -> Result<RecordBatch> {
-        let infos = self.session.context().checkpoints().await?;
-        let now = chrono_now();
-        let text = |v: Vec<Option<String>>| Arc::new(StringArray::from(v)) as ArrayRef;
-        RecordBatch::try_from_iter(vec![
-            (
-                "name",
-                text(infos.iter().map(|i| Some(i.name.clone())).collect()),
-            ),
-            (
-                "kind",
-                text(infos.iter().map(|i| Some(i.kind.to_string())).collect()),
-            ),
-            (
-                "rows",
-                Arc::new(UInt64Array::from(
-                    infos.iter().map(|i| i.rows).collect::<Vec<_>>(),
-                )) as ArrayRef,
-            ),
-            (
-                "size",
-                text(infos.iter().map(|i| i.bytes.map(human_bytes)).collect()),
-            ),
-            (
-                "age",
-                text(
-                    infos
-                        .iter()
-                        .map(|i| i.created.map(|c| human_age(now - c.timestamp())))
-                        .collect(),
-                ),
-            ),
-            (
-                "stale",
-                text(
-                    infos
-                        .iter()
-                        .map(|i| match (i.kind, i.stale) {
-                            (CheckpointKind::Local, _) => None,
-                            (_, Some(s)) => Some(if s { "yes" } else { "no" }.to_string()),
-                            (_, None) => Some("unknown".to_string()),
-                        })
-                        .collect(),
-                ),
-            ),
-            (
-                "location",
-                text(infos.iter().map(|i| Some(i.location.clone())).collect()),
-            ),
-        ])
-        .map_err(|e| ShellError::Failed(e.to_string()))
     }
 
     /// Refreshes the names completion offers.
@@ -430,18 +368,22 @@ impl Shell {
     }
 }
 
-/// What a running statement has done so far, for its progress line.
+/// What a running statement has done so far, for its progress line: the
+/// plans it runs (its own, and those of eager checkpoints) and rows out.
 #[derive(Clone, Default)]
 struct Running {
     rows_out: Arc<AtomicU64>,
-    plan: Arc<std::sync::Mutex<Option<Arc<dyn ExecutionPlan>>>>,
+    plans: Arc<PlanWatch>,
 }
 
 impl Running {
-    /// Rows and bytes the plan's sources have read.
+    /// Rows and bytes the plans' sources have read.
     fn scanned(&self) -> (usize, usize) {
-        let plan = self.plan.lock().expect("progress poisoned").clone();
-        plan.map(|p| scanned(&p)).unwrap_or_default()
+        self.plans
+            .plans()
+            .iter()
+            .map(scanned)
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
     }
 }
 
@@ -472,7 +414,7 @@ async fn run_collecting(
     let df = session.execute(statement).await?;
     let task_ctx = Arc::new(df.task_ctx());
     let plan: Arc<dyn ExecutionPlan> = df.create_physical_plan().await?;
-    *running.plan.lock().expect("progress poisoned") = Some(Arc::clone(&plan));
+    running.plans.running(&plan);
     let schema = plan.schema();
     let mut stream = execute_stream(plan, task_ctx)?;
     let mut batches = Vec::new();
@@ -494,38 +436,6 @@ fn public_schema(session: &Session) -> Option<Arc<dyn SchemaProvider>> {
         .schema(&options.default_schema)
 }
 
-fn chrono_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
-}
-
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
-pub fn human_age(seconds: i64) -> String {
-    let s = seconds.max(0);
-    match s {
-        0..60 => format!("{s} s"),
-        60..3600 => format!("{} min", s / 60),
-        3600..86_400 => format!("{} h", s / 3600),
-        _ => format!("{} d", s / 86_400),
-    }
-}
-
 /// The live progress line of a long statement, on stderr.
 struct Progress {
     stop: Arc<tokio::sync::Notify>,
@@ -536,7 +446,6 @@ impl Progress {
     fn start(running: Running) -> Self {
         let stop = Arc::new(tokio::sync::Notify::new());
         let stopped = Arc::clone(&stop);
-        let written_before = checkpoint_bytes_written();
         let task = tokio::spawn(async move {
             // Quick statements show nothing.
             tokio::select! {
@@ -550,7 +459,7 @@ impl Progress {
             );
             bar.enable_steady_tick(Duration::from_millis(120));
             loop {
-                let written = checkpoint_bytes_written().saturating_sub(written_before);
+                let written = running.plans.bytes_written() as u64;
                 let (read_rows, read_bytes) = running.scanned();
                 let mut msg = format!("{read_rows} rows read");
                 if read_bytes > 0 {
@@ -579,20 +488,5 @@ impl Progress {
     async fn finish(self) {
         self.stop.notify_one();
         let _ = self.task.await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_and_ages_read_like_people_write_them() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
-        assert_eq!(human_age(42), "42 s");
-        assert_eq!(human_age(3 * 3600 + 5), "3 h");
-        assert_eq!(human_age(3 * 86_400), "3 d");
     }
 }

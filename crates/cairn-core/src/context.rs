@@ -2,115 +2,24 @@
 //! checkpoints go and how to plan them.
 
 use std::ops::Deref;
-use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::config::SessionConfig;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::{LogicalPlan, Statement};
 use datafusion::prelude::SessionContext;
 
-use crate::catalog::CheckpointSchema;
+use crate::catalog::{CheckpointInfo, CheckpointSchema, Materialize, TableKind};
+use crate::config::{CairnOptions, S3Options, WriteOptions, default_checkpoint_dir};
 use crate::error::{Error, Result};
-use crate::node::Materialized;
-use crate::optimizer::optimizer_rules;
-use crate::planner::CairnQueryPlanner;
-use crate::recover::OnCorrupt;
-use crate::scan::CheckpointTable;
-use crate::store::CheckpointStore;
-use crate::store::lifecycle::Lifetimes;
-use crate::store::s3::{CairnObjectStores, S3Options};
-use crate::write::WriteOptions;
-
-/// Cairn's settings for one session, kept in DataFusion's session config
-/// so that every DataFrame of the session can find them.
-#[derive(Debug)]
-pub struct CairnConfig {
-    store: RwLock<Arc<CheckpointStore>>,
-    write: RwLock<WriteOptions>,
-    lifetimes: RwLock<Lifetimes>,
-    on_corrupt: RwLock<OnCorrupt>,
-    /// Shared with the session's object store registry.
-    s3: Arc<RwLock<S3Options>>,
-}
-
-impl CairnConfig {
-    fn new(store: Arc<CheckpointStore>, s3: S3Options) -> Self {
-        Self {
-            store: RwLock::new(store),
-            write: RwLock::new(WriteOptions::default()),
-            lifetimes: RwLock::new(Lifetimes::default()),
-            on_corrupt: RwLock::new(OnCorrupt::default()),
-            s3: Arc::new(RwLock::new(s3)),
-        }
-    }
-
-    /// How S3 is reached, for checkpoint dirs and `s3://` data.
-    pub fn s3_options(&self) -> S3Options {
-        self.s3.read().expect("cairn config poisoned").clone()
-    }
-
-    /// Later S3 requests use `options`; an `s3://` checkpoint dir is opened
-    /// again with them, so a bad setting is an error that changes nothing.
-    pub fn set_s3_options(&self, options: S3Options) -> Result<()> {
-        let store = self.store();
-        if store.url().starts_with("s3://") {
-            self.set_store(CheckpointStore::open_with(store.url(), &options)?);
-        }
-        *self.s3.write().expect("cairn config poisoned") = options;
-        Ok(())
-    }
-
-    /// What happens when a committed checkpoint is found damaged.
-    pub fn on_corrupt(&self) -> OnCorrupt {
-        *self.on_corrupt.read().expect("cairn config poisoned")
-    }
-
-    pub fn set_on_corrupt(&self, policy: OnCorrupt) {
-        *self.on_corrupt.write().expect("cairn config poisoned") = policy;
-    }
-
-    /// How long unnamed checkpoints and abandoned directories are kept.
-    pub fn lifetimes(&self) -> Lifetimes {
-        *self.lifetimes.read().expect("cairn config poisoned")
-    }
-
-    pub fn set_lifetimes(&self, lifetimes: Lifetimes) {
-        *self.lifetimes.write().expect("cairn config poisoned") = lifetimes;
-    }
-
-    /// Where reliable checkpoints go now.
-    pub fn store(&self) -> Arc<CheckpointStore> {
-        Arc::clone(&self.store.read().expect("cairn config poisoned"))
-    }
-
-    pub fn write_options(&self) -> WriteOptions {
-        *self.write.read().expect("cairn config poisoned")
-    }
-
-    pub fn set_store(&self, store: Arc<CheckpointStore>) {
-        *self.store.write().expect("cairn config poisoned") = store;
-    }
-
-    pub fn set_write_options(&self, options: WriteOptions) {
-        *self.write.write().expect("cairn config poisoned") = options;
-    }
-}
-
-/// The persistent dir used when none is given: `$CAIRN_CHECKPOINT_DIR`, else
-/// `$XDG_DATA_HOME/cairn/checkpoints`, else `~/.local/share/cairn/checkpoints`.
-pub fn default_checkpoint_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CAIRN_CHECKPOINT_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    let data = std::env::var_os("XDG_DATA_HOME")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    data.join("cairn").join("checkpoints")
-}
+use crate::exec::{CheckpointKind, CheckpointTable, Materialized, PlanObserver, PlanObservers};
+use crate::plan::{CairnQueryPlanner, optimizer_rules, scan_plan};
+use crate::store::lifecycle::VacuumReport;
+use crate::store::manifest::Lineage;
+use crate::store::s3::CairnObjectStores;
+use crate::store::{CheckpointStore, SessionStores};
 
 /// Builds a [`CairnContext`].
 #[derive(Debug, Default)]
@@ -122,11 +31,13 @@ pub struct CairnContextBuilder {
     config: Option<SessionConfig>,
     url_tables: bool,
     s3: S3Options,
+    write: WriteOptions,
 }
 
 impl CairnContextBuilder {
-    /// Where reliable checkpoints go: `file:///path`, a plain path or
-    /// `memory://name`. Default: [`default_checkpoint_dir`].
+    /// Where reliable checkpoints go: `file:///path`, a plain path,
+    /// `memory://name` or `s3://bucket/prefix`. Default:
+    /// [`default_checkpoint_dir`].
     pub fn checkpoint_dir(mut self, dir: impl Into<String>) -> Self {
         self.checkpoint_dir = Some(dir.into());
         self
@@ -137,6 +48,12 @@ impl CairnContextBuilder {
     /// [`checkpoint_dir`](Self::checkpoint_dir).
     pub fn checkpoint_store(mut self, store: Arc<CheckpointStore>) -> Self {
         self.checkpoint_store = Some(store);
+        self
+    }
+
+    /// How checkpoint files are encoded (`cairn.checkpoint_compression`).
+    pub fn write_options(mut self, options: WriteOptions) -> Self {
+        self.write = options;
         self
     }
 
@@ -173,29 +90,41 @@ impl CairnContextBuilder {
         self
     }
 
+    /// The context, with its checkpoint dir opened (and created where
+    /// needed); a dir that cannot be used is an error.
     pub fn build(self) -> Result<CairnContext> {
         let store = match (self.checkpoint_store, self.checkpoint_dir) {
             (Some(store), _) => store,
             (None, Some(dir)) => CheckpointStore::open_with(&dir, &self.s3)?,
-            (None, None) => CheckpointStore::open(&default_checkpoint_dir().display().to_string())?,
+            (None, None) => CheckpointStore::open_with(
+                &default_checkpoint_dir().display().to_string(),
+                &self.s3,
+            )?,
         };
         tracing::info!(dir = store.url(), "checkpoint dir");
-        let cairn = Arc::new(CairnConfig::new(store, self.s3));
+        let options = CairnOptions {
+            checkpoint_dir: store.url().to_string(),
+            s3: self.s3.clone(),
+            write: self.write,
+            ..CairnOptions::default()
+        };
+        let stores = Arc::new(SessionStores::new(store, self.s3));
+        let observers = Arc::new(PlanObservers::default());
         let mut config = self
             .config
             .unwrap_or_default()
             .with_information_schema(true)
-            .with_extension(Arc::clone(&cairn));
+            .with_option_extension(options)
+            .with_extension(Arc::clone(&stores))
+            .with_extension(Arc::clone(&observers));
         if let Some(n) = self.target_partitions {
             if n == 0 {
-                return Err(Error::Unsupported(
-                    "target_partitions must be at least 1".into(),
-                ));
+                return Err(Error::Config("target_partitions must be at least 1".into()));
             }
             config = config.with_target_partitions(n);
         }
         let mut runtime = RuntimeEnvBuilder::new()
-            .with_object_store_registry(Arc::new(CairnObjectStores::new(Arc::clone(&cairn.s3))));
+            .with_object_store_registry(Arc::new(CairnObjectStores::new(Arc::clone(&stores))));
         if let Some(bytes) = self.memory_limit {
             runtime = runtime.with_memory_limit(bytes, 1.0);
         }
@@ -207,11 +136,16 @@ impl CairnContextBuilder {
             .with_optimizer_rules(optimizer_rules())
             .build();
         let mut ctx = SessionContext::new_with_state(state);
-        let schema = install_checkpoint_schema(&ctx, &cairn)?;
+        let schema = install_checkpoint_schema(&ctx, &stores)?;
         if self.url_tables {
             ctx = ctx.enable_url_table();
         }
-        Ok(CairnContext { ctx, cairn, schema })
+        Ok(CairnContext {
+            ctx,
+            stores,
+            schema,
+            observers,
+        })
     }
 }
 
@@ -229,14 +163,15 @@ impl CairnContextBuilder {
 #[derive(Clone)]
 pub struct CairnContext {
     ctx: SessionContext,
-    cairn: Arc<CairnConfig>,
+    stores: Arc<SessionStores>,
     schema: Arc<CheckpointSchema>,
+    observers: Arc<PlanObservers>,
 }
 
 /// Puts the checkpoint-aware schema in place of the default one.
 fn install_checkpoint_schema(
     ctx: &SessionContext,
-    cairn: &Arc<CairnConfig>,
+    stores: &Arc<SessionStores>,
 ) -> Result<Arc<CheckpointSchema>> {
     let (catalog_name, schema_name) = {
         let state = ctx.state();
@@ -247,12 +182,18 @@ fn install_checkpoint_schema(
         )
     };
     let catalog = ctx.catalog(&catalog_name).ok_or_else(|| {
-        Error::Unsupported(format!("the default catalog '{catalog_name}' is missing"))
+        Error::Config(format!(
+            "the default catalog '{catalog_name}' is missing; set \
+             datafusion.catalog.default_catalog to a catalog that exists"
+        ))
     })?;
     let inner = catalog.schema(&schema_name).ok_or_else(|| {
-        Error::Unsupported(format!("the default schema '{schema_name}' is missing"))
+        Error::Config(format!(
+            "the default schema '{schema_name}' is missing; set \
+             datafusion.catalog.default_schema to a schema that exists"
+        ))
     })?;
-    let schema = Arc::new(CheckpointSchema::new(inner, Arc::clone(cairn)));
+    let schema = Arc::new(CheckpointSchema::new(inner, Arc::clone(stores)));
     catalog.register_schema(&schema_name, Arc::clone(&schema) as _)?;
     Ok(schema)
 }
@@ -272,14 +213,40 @@ impl CairnContext {
         Self::builder().build()
     }
 
+    /// Builds a context with settings of its own.
     pub fn builder() -> CairnContextBuilder {
         CairnContextBuilder::default()
     }
 
-    /// Plans DataFusion SQL into a DataFrame (DDL and DML run at once, as
-    /// in DataFusion).
+    /// Plans DataFusion SQL into a DataFrame (DDL, DML and `SET` run at
+    /// once, as in DataFusion).
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
-        Ok(self.ctx.sql(sql).await?)
+        let plan = self.ctx.state().create_logical_plan(sql).await?;
+        self.execute_logical_plan(plan).await
+    }
+
+    /// DataFusion's `execute_logical_plan`, with `SET` and `RESET` of
+    /// `cairn.*` going through [`set_option`](Self::set_option), so that a
+    /// checkpoint dir is checked before it is used.
+    pub async fn execute_logical_plan(&self, plan: LogicalPlan) -> Result<DataFrame> {
+        let cairn_key = |variable: &str| variable.strip_prefix("cairn.").map(str::to_string);
+        match &plan {
+            LogicalPlan::Statement(Statement::SetVariable(set)) => {
+                if let Some(key) = cairn_key(&set.variable) {
+                    self.set_option(&key, &set.value).await?;
+                    return Ok(DataFrame::new(self.state(), plan_nothing()));
+                }
+            }
+            LogicalPlan::Statement(Statement::ResetVariable(reset)) => {
+                if let Some(key) = cairn_key(&reset.variable) {
+                    self.set_option(&key, &CairnOptions::default().get(&key)?)
+                        .await?;
+                    return Ok(DataFrame::new(self.state(), plan_nothing()));
+                }
+            }
+            _ => {}
+        }
+        Ok(self.ctx.execute_logical_plan(plan).await?)
     }
 
     /// The DataFusion session underneath.
@@ -287,50 +254,163 @@ impl CairnContext {
         &self.ctx
     }
 
-    /// Cairn's settings of this session.
-    pub fn config(&self) -> &Arc<CairnConfig> {
-        &self.cairn
+    /// Cairn's settings of this session, as they are now.
+    pub fn options(&self) -> CairnOptions {
+        let state = self.ctx.state_ref();
+        let state = state.read();
+        CairnOptions::of(state.config())
+            .cloned()
+            .expect("a Cairn session has Cairn's options")
     }
 
-    pub(crate) fn checkpoint_schema(&self) -> &Arc<CheckpointSchema> {
-        &self.schema
+    /// Sets `cairn.<key>` (as `SET cairn.<key> = value` does); a bad value
+    /// is an error that changes nothing.
+    pub async fn set_option(&self, key: &str, value: &str) -> Result<()> {
+        let mut options = self.options();
+        options.set_value(key, value)?;
+        self.set_options(options).await
+    }
+
+    /// Makes `options` this session's settings. A checkpoint dir that
+    /// cannot be used (or a remote one that takes no writes) is an error
+    /// that changes nothing.
+    pub async fn set_options(&self, mut options: CairnOptions) -> Result<()> {
+        let before = self.options();
+        let dir_changed = options.checkpoint_dir() != before.checkpoint_dir();
+        let s3_dir = options.checkpoint_dir().starts_with("s3://");
+        let store = if dir_changed || (s3_dir && options.s3 != before.s3) {
+            let store = CheckpointStore::open_with(&options.checkpoint_dir(), &options.s3)?;
+            if dir_changed {
+                store.check_writable().await?;
+            }
+            store
+        } else {
+            self.stores.current()
+        };
+        options.checkpoint_dir = store.url().to_string();
+        let s3 = options.s3.clone();
+        {
+            let state = self.ctx.state_ref();
+            let mut state = state.write();
+            state.config_mut().options_mut().extensions.insert(options);
+        }
+        self.stores.replace(store, s3);
+        Ok(())
     }
 
     /// The checkpoint dir, as a URL.
     pub fn checkpoint_dir(&self) -> String {
-        self.cairn.store().url().to_string()
+        self.stores.current().url().to_string()
     }
 
-    /// Points later checkpoints at `dir`. A dir that cannot be used is an
-    /// error and leaves the current one in place.
-    pub fn set_checkpoint_dir(&self, dir: &str) -> Result<()> {
-        let store = CheckpointStore::open_with(dir, &self.cairn.s3_options())?;
-        self.cairn.set_store(store);
-        Ok(())
+    /// The store reliable checkpoints go to now.
+    pub fn checkpoint_store(&self) -> Arc<CheckpointStore> {
+        self.stores.current()
     }
 
-    /// [`set_checkpoint_dir`](Self::set_checkpoint_dir), after checking that
-    /// a remote dir takes writes (see [`CheckpointStore::check_writable`]).
+    /// Points later checkpoints at `dir`, after checking that it takes
+    /// writes (see [`CheckpointStore::check_writable`]). A dir that cannot be
+    /// used is an error and leaves the current one in place.
     pub async fn use_checkpoint_dir(&self, dir: &str) -> Result<()> {
-        let store = CheckpointStore::open_with(dir, &self.cairn.s3_options())?;
-        store.check_writable().await?;
-        self.cairn.set_store(store);
-        Ok(())
+        self.set_option("checkpoint_dir", dir).await
     }
-}
 
-impl CairnContext {
+    /// Tells `observer` about each plan this session runs on its own (the
+    /// writes of eager checkpoints), for as long as the caller keeps it.
+    pub fn observe<O: PlanObserver + 'static>(&self, observer: &Arc<O>) {
+        self.observers.add(observer);
+    }
+
     /// The committed checkpoint `id` in the current checkpoint dir, as a
     /// DataFrame; `None` if no checkpoint with that id is committed there.
     pub async fn open_checkpoint(&self, id: &str) -> Result<Option<DataFrame>> {
-        let store = self.cairn.store();
+        let store = self.stores.current();
         let Some(manifest) = store.read_manifest(id).await? else {
             return Ok(None);
         };
         let table = Materialized::Reliable(Arc::new(CheckpointTable::new(store, manifest)));
-        let plan = crate::dataframe::scan_plan(&table, None)?;
+        let plan = scan_plan(&table, None)?;
         Ok(Some(DataFrame::new(self.ctx.state(), plan)))
     }
+
+    /// What the table `name` of this session is; `None` if there is none.
+    pub async fn table_kind(&self, name: &str) -> Result<Option<TableKind>> {
+        Ok(self
+            .ctx
+            .table_provider(name)
+            .await
+            .ok()
+            .map(|t| TableKind::of(t.as_ref())))
+    }
+
+    /// Checkpoints `df` under `name`: a table of the session that, for
+    /// reliable checkpoints, a later process on the same dir finds too.
+    /// Without `replace`, an existing table of that name is an error. A
+    /// failure registers nothing and commits nothing.
+    pub async fn checkpoint_table(
+        &self,
+        name: &str,
+        df: DataFrame,
+        kind: CheckpointKind,
+        when: Materialize,
+        replace: bool,
+    ) -> Result<CheckpointInfo> {
+        self.schema
+            .checkpoint_table(name, df, kind, when, replace)
+            .await
+    }
+
+    /// Every named checkpoint: those bound in the checkpoint dir and the
+    /// local and lazy ones of this session, by name.
+    pub async fn checkpoints(&self) -> Result<Vec<CheckpointInfo>> {
+        self.schema.checkpoints(&self.state()).await
+    }
+
+    /// Recomputes the named checkpoint from the lineage kept in its
+    /// manifest and rebinds the name (a no-op when its sources did not
+    /// change: the same plan over the same files has the same id).
+    pub async fn refresh_checkpoint(&self, name: &str) -> Result<CheckpointInfo> {
+        self.schema.refresh_checkpoint(&self.state(), name).await
+    }
+
+    /// The plan a named checkpoint replaced.
+    pub async fn checkpoint_lineage(&self, name: &str) -> Result<Lineage> {
+        self.schema.checkpoint_lineage(name).await
+    }
+
+    /// Drops the named checkpoint: the name goes at once; the data goes
+    /// too unless another name or a live table or DataFrame of this
+    /// process still reads it. False if it did not exist and `if_exists`.
+    pub async fn drop_checkpoint(&self, name: &str, if_exists: bool) -> Result<bool> {
+        self.schema.drop_checkpoint(name, if_exists).await
+    }
+
+    /// Removes unnamed checkpoints unused for longer than the retention and
+    /// abandoned directories older than the grace period; never a named
+    /// checkpoint or one this process reads.
+    pub async fn vacuum_checkpoints(&self) -> Result<VacuumReport> {
+        self.schema.vacuum_checkpoints(&self.state()).await
+    }
+
+    /// Rebuilds the damaged checkpoint `id` from the lineage in its
+    /// manifest and points every name bound to it at the rebuilt one.
+    /// Returns the rebuilt checkpoint's id (the same id when its sources did
+    /// not change), or `None` when an unnamed checkpoint without a usable
+    /// lineage was removed, so that the query holding its plan writes it
+    /// again. A named one without a usable lineage is an error.
+    pub async fn recompute_damaged_checkpoint(&self, id: &str) -> Result<Option<String>> {
+        self.schema
+            .recompute_damaged_checkpoint(&self.state(), id)
+            .await
+    }
+}
+
+/// The plan of a statement that returns nothing.
+fn plan_nothing() -> LogicalPlan {
+    LogicalPlan::EmptyRelation(datafusion::logical_expr::EmptyRelation {
+        produce_one_row: false,
+        schema: Arc::new(datafusion::common::DFSchema::empty()),
+    })
 }
 
 impl Deref for CairnContext {

@@ -1,18 +1,13 @@
 //! The checkpoint operator on DataFusion's `DataFrame`.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
-use datafusion::common::{Column, DFSchemaRef};
 use datafusion::dataframe::DataFrame;
-use datafusion::datasource::provider_as_source;
-use datafusion::error::DataFusionError;
 use datafusion::execution::SessionState;
-use datafusion::logical_expr::{Expr, Extension, LogicalPlan, LogicalPlanBuilder};
 
-use crate::context::CairnConfig;
-use crate::error::{Error, Result};
-use crate::node::{CheckpointKind, CheckpointNode, CheckpointSpec, Materialized};
+use crate::error::Result;
+use crate::exec::{CheckpointKind, Materialized};
+use crate::plan::{CheckpointNode, checkpoint_now, not_cairn, scan_plan};
+use crate::store::SessionStores;
 
 /// Checkpoints for DataFusion DataFrames made by a [`CairnContext`](crate::CairnContext).
 #[async_trait]
@@ -38,7 +33,9 @@ pub trait CheckpointExt: Sized {
 #[async_trait]
 impl CheckpointExt for DataFrame {
     async fn checkpoint(self) -> Result<DataFrame> {
-        eager(self, CheckpointKind::Reliable).await
+        Ok(checkpoint_dataframe(self, CheckpointKind::Reliable)
+            .await?
+            .0)
     }
 
     fn checkpoint_lazy(self) -> Result<DataFrame> {
@@ -46,7 +43,7 @@ impl CheckpointExt for DataFrame {
     }
 
     async fn local_checkpoint(self) -> Result<DataFrame> {
-        eager(self, CheckpointKind::Local).await
+        Ok(checkpoint_dataframe(self, CheckpointKind::Local).await?.0)
     }
 
     fn local_checkpoint_lazy(self) -> Result<DataFrame> {
@@ -54,87 +51,29 @@ impl CheckpointExt for DataFrame {
     }
 }
 
-/// The session, plan and checkpoint spec for checkpointing `df`.
-pub(crate) fn prepare(
-    df: DataFrame,
-    kind: CheckpointKind,
-    name: Option<String>,
-) -> Result<(SessionState, LogicalPlan, Arc<CheckpointSpec>)> {
-    let Some(config) = df
-        .task_ctx()
-        .session_config()
-        .get_extension::<CairnConfig>()
-    else {
-        return Err(Error::Unsupported(
-            "this DataFrame does not come from a CairnContext; create it with \
-             CairnContext::sql or CairnContext::table"
-                .into(),
-        ));
-    };
+/// A checkpoint node over `df`'s plan, written to its session's current
+/// checkpoint dir (reliable checkpoints).
+fn node_of(df: DataFrame, kind: CheckpointKind) -> Result<(SessionState, CheckpointNode)> {
     let (state, plan) = df.into_parts();
-    crate::node::check_column_names(&plan)?;
-    let spec = CheckpointSpec::named(
-        kind,
-        config.store(),
-        config.write_options(),
-        plan.clone(),
-        name,
-    );
-    Ok((state, plan, spec))
+    let stores = SessionStores::of(state.config()).ok_or_else(not_cairn)?;
+    let dir = (kind == CheckpointKind::Reliable).then(|| stores.current().url().to_string());
+    let node = CheckpointNode::try_new(plan, kind, None, dir)?;
+    Ok((state, node))
 }
 
 fn lazy(df: DataFrame, kind: CheckpointKind) -> Result<DataFrame> {
-    let (state, plan, spec) = prepare(df, kind, None)?;
-    let node = CheckpointNode::new(plan, spec);
-    Ok(DataFrame::new(
-        state,
-        LogicalPlan::Extension(Extension {
-            node: Arc::new(node),
-        }),
-    ))
+    let (state, node) = node_of(df, kind)?;
+    Ok(DataFrame::new(state, node.into_plan()))
 }
 
-async fn eager(df: DataFrame, kind: CheckpointKind) -> Result<DataFrame> {
-    let (state, plan, spec) = prepare(df, kind, None)?;
-    let materialized = materialize_now(&state, &plan, &spec).await?;
-    Ok(DataFrame::new(
-        state,
-        scan_plan(&materialized, Some(plan.schema()))?,
-    ))
-}
-
-/// Finds the committed checkpoint of `plan` or writes it now.
-pub(crate) async fn materialize_now(
-    state: &SessionState,
-    plan: &LogicalPlan,
-    spec: &Arc<CheckpointSpec>,
-) -> Result<Materialized> {
-    let (fingerprint, found) = spec.find(state).await?;
-    if let Some(m) = found {
-        return Ok(m);
-    }
-    let physical = state.create_physical_plan(plan).await?;
-    Ok(spec
-        .materialize(fingerprint, physical, state.task_ctx())
-        .await
-        .map_err(DataFusionError::Shared)?)
-}
-
-/// A scan of the checkpoint. Given the schema of the input it replaces,
-/// it keeps that input's qualifiers, so code written against it still resolves.
-pub(crate) fn scan_plan(m: &Materialized, input: Option<&DFSchemaRef>) -> Result<LogicalPlan> {
-    let name = format!("checkpoint_{}", &m.id()[..m.id().len().min(12)]);
-    let scan = LogicalPlanBuilder::scan(name, provider_as_source(m.table()), None)?;
-    let Some(original) = input.filter(|s| s.iter().any(|(q, _)| q.is_some())) else {
-        return Ok(scan.build()?);
-    };
-    let scanned = scan.schema().clone();
-    let exprs: Vec<Expr> = original
-        .iter()
-        .zip(scanned.iter())
-        .map(|((q, f), (sq, sf))| {
-            Expr::Column(Column::new(sq.cloned(), sf.name())).alias_qualified(q.cloned(), f.name())
-        })
-        .collect();
-    Ok(scan.project(exprs)?.build()?)
+/// Checkpoints `df` now (or finds its committed checkpoint): a DataFrame
+/// that scans it, and the checkpoint.
+pub(crate) async fn checkpoint_dataframe(
+    df: DataFrame,
+    kind: CheckpointKind,
+) -> Result<(DataFrame, Materialized)> {
+    let (state, node) = node_of(df, kind)?;
+    let materialized = checkpoint_now(&state, &node).await?;
+    let scan = scan_plan(&materialized, Some(node.input().schema()))?;
+    Ok((DataFrame::new(state, scan), materialized))
 }

@@ -11,7 +11,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// The checkpoint dir URL cannot be used.
     #[error("invalid checkpoint dir '{dir}': {reason}")]
-    InvalidCheckpointDir { dir: String, reason: String },
+    InvalidCheckpointDir {
+        /// The dir as given.
+        dir: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// The checkpoint dir cannot be written (permissions, missing mount, ...).
     #[error(
@@ -19,7 +24,9 @@ pub enum Error {
          choose a dir you can write to (checkpoint_dir / --checkpoint-dir)"
     )]
     CheckpointDirNotWritable {
+        /// The dir as given.
         dir: String,
+        /// Why it cannot be written.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
@@ -28,8 +35,11 @@ pub enum Error {
     /// credentials, an unreachable endpoint.
     #[error("checkpoint dir '{dir}' cannot be used: {problem}; {hint}")]
     CheckpointDirUnusable {
+        /// The dir, as a URL.
         dir: String,
+        /// What the store answered.
         problem: String,
+        /// What to do about it.
         hint: String,
     },
 
@@ -40,7 +50,10 @@ pub enum Error {
          checkpoints need for an atomic commit; use a local path, memory:// or an S3 \
          store with conditional puts, or use a local checkpoint"
     )]
-    NoAtomicCommit { dir: String },
+    NoAtomicCommit {
+        /// The dir, as a URL.
+        dir: String,
+    },
 
     /// Writing a checkpoint's files failed (a full disk, a lost connection):
     /// nothing was committed.
@@ -50,8 +63,11 @@ pub enum Error {
          (SET cairn.checkpoint_dir / --checkpoint-dir) and run it again"
     )]
     WriteFailed {
+        /// The checkpoint's id.
         id: String,
+        /// The dir, as a URL.
         dir: String,
+        /// What failed.
         #[source]
         source: Box<Error>,
     },
@@ -59,46 +75,76 @@ pub enum Error {
     /// A committed checkpoint does not match what its manifest promises.
     #[error("checkpoint {id} is corrupt: file '{file}': {problem}")]
     Corrupt {
+        /// The checkpoint's id.
         id: String,
+        /// The damaged file.
         file: String,
+        /// What is wrong with it.
         problem: String,
     },
 
     /// The manifest of a checkpoint cannot be read.
     #[error("checkpoint {id} has an unreadable manifest '{file}': {problem}")]
     BadManifest {
+        /// The checkpoint's id.
         id: String,
+        /// The manifest file.
         file: String,
+        /// What is wrong with it.
         problem: String,
     },
 
     /// A checkpoint name cannot be used.
     #[error("invalid checkpoint name '{name}': {reason}")]
-    InvalidName { name: String, reason: String },
+    InvalidName {
+        /// The name as given (shortened, control characters escaped).
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// A named checkpoint, or a table of that name, is missing or in the way.
     #[error("{0}")]
     Name(String),
 
+    /// The lineage a checkpoint keeps cannot rebuild it.
+    #[error("{0}")]
+    Lineage(String),
+
+    /// A setting or an argument has a value that cannot be used.
+    #[error("{0}")]
+    Config(String),
+
     /// The input of a checkpoint cannot be written as Parquet.
     #[error("cannot checkpoint this plan: {0}")]
     Unsupported(String),
 
+    /// Something that should not happen did: a bug in Cairn.
+    #[error("internal error: {0}; this is a bug in Cairn, please report it")]
+    Internal(String),
+
+    /// The object store failed.
     #[error(transparent)]
     ObjectStore(#[from] object_store::Error),
 
+    /// DataFusion failed: planning or running a query.
     #[error(transparent)]
     DataFusion(#[from] DataFusionError),
 
+    /// Arrow failed.
     #[error(transparent)]
     Arrow(#[from] datafusion::arrow::error::ArrowError),
 
+    /// Parquet failed.
     #[error(transparent)]
     Parquet(#[from] datafusion::parquet::errors::ParquetError),
 
+    /// A local file operation failed.
     #[error("{context}: {source}")]
     Io {
+        /// What was being done, on which file.
         context: String,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
@@ -113,11 +159,53 @@ impl Error {
     }
 }
 
+/// The id of the damaged checkpoint an error is about, wherever in the
+/// error's chain of causes the damage was found.
+pub fn damaged_checkpoint(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(Error::Corrupt { id, .. } | Error::BadManifest { id, .. }) =
+            e.downcast_ref::<Error>()
+        {
+            return Some(id.clone());
+        }
+        next = e.source();
+    }
+    None
+}
+
 impl From<Error> for DataFusionError {
     fn from(e: Error) -> Self {
         match e {
             Error::DataFusion(e) => e,
             other => DataFusionError::External(Box::new(other)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn damage_is_found_deep_in_an_error_chain() {
+        let corrupt = Error::Corrupt {
+            id: "abc".into(),
+            file: "f".into(),
+            problem: "checksum mismatch".into(),
+        };
+        let store = object_store::Error::Generic {
+            store: "verify",
+            source: Box::new(corrupt),
+        };
+        let df = DataFusionError::Shared(Arc::new(DataFusionError::Context(
+            "reading".into(),
+            Box::new(DataFusionError::ObjectStore(Box::new(store))),
+        )));
+        let top = Error::DataFusion(df);
+        assert_eq!(damaged_checkpoint(&top).as_deref(), Some("abc"));
+        let other = Error::Name("nope".into());
+        assert_eq!(damaged_checkpoint(&other), None);
     }
 }

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use datafusion::dataframe::DataFrame;
 
-use crate::dataframe::{materialize_now, prepare, scan_plan};
+use crate::dataframe::checkpoint_dataframe;
 use crate::error::{Error, Result};
-use crate::node::{CheckpointKind, Materialized};
+use crate::exec::{CheckpointKind, Materialized};
 use crate::store::CheckpointStore;
 
 /// Checkpoints every `every`-th DataFrame given to [`update`](Self::update)
@@ -45,7 +45,7 @@ impl PeriodicCheckpointer {
     /// Checkpoints every `every`-th update and keeps the last `keep`.
     pub fn new(every: usize, keep: usize) -> Result<Self> {
         if every == 0 || keep == 0 {
-            return Err(Error::Unsupported(format!(
+            return Err(Error::Config(format!(
                 "a periodic checkpointer needs every >= 1 and keep >= 1 (got every = {every}, \
                  keep = {keep})"
             )));
@@ -76,9 +76,7 @@ impl PeriodicCheckpointer {
         if !self.updates.is_multiple_of(self.every) {
             return Ok(df);
         }
-        let (state, plan, spec) = prepare(df, CheckpointKind::Reliable, None)?;
-        let materialized = materialize_now(&state, &plan, &spec).await?;
-        let scan = DataFrame::new(state, scan_plan(&materialized, Some(plan.schema()))?);
+        let (scan, materialized) = checkpoint_dataframe(df, CheckpointKind::Reliable).await?;
         if let Materialized::Reliable(table) = &materialized {
             let entry = (Arc::clone(table.store()), table.id().to_string());
             let known = self
@@ -91,7 +89,7 @@ impl PeriodicCheckpointer {
         }
         // The input's plan reads the previous checkpoint: let go of it
         // first, so that a checkpoint past `keep` can go now.
-        drop((plan, spec, materialized));
+        drop(materialized);
         while self.kept.len() > self.keep {
             let old = self.kept.pop_front().expect("longer than keep >= 1");
             self.expired.push(old);
@@ -108,10 +106,7 @@ impl PeriodicCheckpointer {
                 still_read.push((store, id));
                 continue;
             }
-            let named = store.bindings().await?.iter().any(|b| b.id == id);
-            if !named {
-                store.delete_checkpoint(&id).await?;
-            }
+            store.delete_if_unused(&id).await?;
         }
         self.expired = still_read;
         Ok(())

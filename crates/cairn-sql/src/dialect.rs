@@ -28,6 +28,7 @@ pub struct CairnDialect {
 }
 
 impl CairnDialect {
+    /// `inner` with Cairn's extension.
     pub fn new(inner: Box<dyn Dialect>) -> Self {
         Self { inner }
     }

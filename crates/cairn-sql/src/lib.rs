@@ -18,12 +18,16 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 mod dialect;
+mod listing;
 mod parser;
 mod relation;
 mod session;
 
 pub use dialect::{CHECKPOINT_RELATION, CairnDialect};
+pub use listing::{Listing, checkpoint_listing, human_age, human_bytes};
 pub use parser::{ParsedStatement, Statement, parse_script};
 pub use relation::CheckpointRelationPlanner;
-pub use session::{OPTIONS, Session, StatementOutput, is_secret_option};
+pub use session::{Session, StatementOutput};

@@ -26,31 +26,56 @@ pub enum Statement {
     DataFusion(Box<DFStatement>),
     /// `[LOCAL] CHECKPOINT [OR REPLACE] [LAZY] TABLE name AS query`
     CheckpointTable {
+        /// The name, normalized as DataFusion normalizes table names.
         name: String,
+        /// `OR REPLACE`: an existing table of that name is replaced.
         replace: bool,
+        /// `LAZY`: written by the first query that reads it.
         lazy: bool,
+        /// `LOCAL`: kept in memory, not durable.
         local: bool,
+        /// The query checkpointed.
         query: Box<Query>,
     },
     /// `SHOW CHECKPOINTS`
     ShowCheckpoints,
     /// `REFRESH CHECKPOINT name`
-    Refresh { name: String },
+    Refresh {
+        /// The checkpoint.
+        name: String,
+    },
     /// `EXPLAIN LINEAGE name`
-    ExplainLineage { name: String },
+    ExplainLineage {
+        /// The checkpoint.
+        name: String,
+    },
     /// `DROP CHECKPOINT [IF EXISTS] name`
-    Drop { name: String, if_exists: bool },
+    Drop {
+        /// The checkpoint.
+        name: String,
+        /// `IF EXISTS`: no error if there is none.
+        if_exists: bool,
+    },
     /// `VACUUM CHECKPOINTS`
     Vacuum,
     /// `SET cairn.<key> = <value>`
-    SetOption { key: String, value: String },
+    SetOption {
+        /// The key, without `cairn.`.
+        key: String,
+        /// The value.
+        value: String,
+    },
     /// `SHOW cairn.<key>`
-    ShowOption { key: String },
+    ShowOption {
+        /// The key, without `cairn.`.
+        key: String,
+    },
 }
 
 /// A statement with where it stands in the script.
 #[derive(Debug, Clone)]
 pub struct ParsedStatement {
+    /// What the statement is.
     pub statement: Statement,
     /// Its text, as written.
     pub text: String,
@@ -179,7 +204,7 @@ fn parse_cairn(parser: &mut Parser) -> Result<Option<Statement>, ParserError> {
         if !parser.consume_token(&Token::Eq) && !parser.parse_keyword(Keyword::TO) {
             return Err(expected("= or TO", &parser.peek_token()));
         }
-        let value = option_value(parser, crate::session::is_secret_option(&key))?;
+        let value = option_value(parser, cairn_core::CairnOptions::is_secret(&key))?;
         return Ok(Some(Statement::SetOption { key, value }));
     }
     if word_at(parser, 0).as_deref() == Some("SHOW") && cairn_option(1) {

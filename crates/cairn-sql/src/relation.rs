@@ -2,15 +2,13 @@
 //! reliable `CheckpointNode` over the query, so the first run writes it and
 //! every later run (or process) reuses it.
 
-use std::sync::Arc;
-
-use cairn_core::{CairnConfig, CheckpointKind, CheckpointNode, CheckpointSpec};
+use cairn_core::CheckpointKind;
+use cairn_core::plan::CheckpointNode;
 use datafusion::common::plan_err;
 use datafusion::error::Result;
 use datafusion::logical_expr::planner::{
     PlannedRelation, RelationPlanner, RelationPlannerContext, RelationPlanning,
 };
-use datafusion::logical_expr::{Extension, LogicalPlan};
 use datafusion::sql::sqlparser::ast::{
     Expr as SqlExpr, FunctionArg, FunctionArgExpr, ObjectNamePart, TableFactor,
 };
@@ -19,15 +17,7 @@ use crate::dialect::CHECKPOINT_RELATION;
 
 /// Plans `CHECKPOINT(query) [AS alias]` in `FROM`.
 #[derive(Debug)]
-pub struct CheckpointRelationPlanner {
-    config: Arc<CairnConfig>,
-}
-
-impl CheckpointRelationPlanner {
-    pub fn new(config: Arc<CairnConfig>) -> Self {
-        Self { config }
-    }
-}
+pub struct CheckpointRelationPlanner;
 
 fn is_checkpoint(factor: &TableFactor) -> bool {
     let TableFactor::Table {
@@ -73,17 +63,10 @@ impl RelationPlanner for CheckpointRelationPlanner {
             alias: None,
             sample: None,
         })?;
-        let spec = CheckpointSpec::new(
-            CheckpointKind::Reliable,
-            self.config.store(),
-            self.config.write_options(),
-            input.clone(),
-        );
-        let node = CheckpointNode::try_new(input, spec)
-            .map_err(datafusion::error::DataFusionError::from)?;
-        let plan = LogicalPlan::Extension(Extension {
-            node: Arc::new(node),
-        });
+        // Written to the session's checkpoint dir when the query runs.
+        let plan = CheckpointNode::try_new(input, CheckpointKind::Reliable, None, None)
+            .map_err(datafusion::error::DataFusionError::from)?
+            .into_plan();
         Ok(RelationPlanning::Planned(Box::new(PlannedRelation::new(
             plan, alias,
         ))))

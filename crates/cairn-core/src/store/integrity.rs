@@ -30,7 +30,9 @@ pub const DEFAULT_BLOCK_SIZE: u64 = 256 * 1024;
 /// The checksums of one file, as kept in the manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockChecksums {
+    /// Bytes per block; the last block may be shorter.
     pub block_size: u64,
+    /// One CRC32C per block, in order.
     pub crc32c: Vec<u32>,
 }
 
@@ -45,6 +47,7 @@ pub struct Checksummer {
 }
 
 impl Checksummer {
+    /// A checksummer of `block_size`-byte blocks.
     pub fn new(block_size: u64) -> Self {
         assert!(block_size > 0, "block size must be positive");
         Self {
@@ -56,6 +59,7 @@ impl Checksummer {
         }
     }
 
+    /// Adds the next bytes of the file.
     pub fn update(&mut self, mut data: &[u8]) {
         self.total += data.len() as u64;
         while !data.is_empty() {
@@ -77,10 +81,12 @@ impl Checksummer {
         self.total
     }
 
+    /// Whether no byte was seen yet.
     pub fn is_empty(&self) -> bool {
         self.total == 0
     }
 
+    /// The checksums of every block, the last partial one included.
     pub fn finish(mut self) -> BlockChecksums {
         if self.filled > 0 {
             self.crcs.push(self.current);
@@ -93,6 +99,7 @@ impl Checksummer {
 }
 
 impl BlockChecksums {
+    /// The checksums of `data` in `block_size`-byte blocks.
     pub fn of(data: &[u8], block_size: u64) -> Self {
         let mut c = Checksummer::new(block_size);
         c.update(data);
@@ -130,8 +137,11 @@ impl BlockChecksums {
 /// What the reader must know of one committed file.
 #[derive(Debug, Clone)]
 pub struct VerifiedFile {
+    /// The checkpoint it belongs to, for errors.
     pub checkpoint_id: String,
+    /// Its size in bytes.
     pub size: u64,
+    /// Its block checksums.
     pub checksums: BlockChecksums,
 }
 
@@ -144,6 +154,7 @@ pub struct VerifyingStore {
 }
 
 impl VerifyingStore {
+    /// A store that serves `files` of `inner`, verified.
     pub fn new(inner: Arc<dyn ObjectStore>, files: HashMap<Path, VerifiedFile>) -> Self {
         Self { inner, files }
     }

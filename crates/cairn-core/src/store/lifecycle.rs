@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{LazyLock, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
@@ -19,6 +19,7 @@ use object_store::{ObjectStoreExt, PutPayload};
 use super::CheckpointStore;
 use super::manifest::MANIFEST_FILE;
 use super::names::NAMES_DIR;
+use crate::config::Lifetimes;
 use crate::error::Result;
 
 /// Marks a checkpoint as used: its modification time is the last use.
@@ -26,6 +27,14 @@ const USED_FILE: &str = "_last_used";
 
 /// Readers of each checkpoint in this process, by (dir, id).
 static LIVE: LazyLock<Mutex<HashMap<(String, String), usize>>> = LazyLock::new(Default::default);
+
+/// When this process last recorded a use of each checkpoint, by (dir, id).
+static RECORDED: LazyLock<Mutex<HashMap<(String, String), Instant>>> =
+    LazyLock::new(Default::default);
+
+/// A use is recorded at most this often per checkpoint and process: last
+/// use only needs to be as precise as retention periods are long.
+const RECORD_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Held by everything that reads a checkpoint; while one exists the
 /// checkpoint is never removed by this process.
@@ -49,27 +58,12 @@ impl Drop for LiveRef {
 /// What `VACUUM CHECKPOINTS` removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct VacuumReport {
+    /// Ids of the unnamed checkpoints removed.
     pub checkpoints: Vec<String>,
+    /// Ids of the directories without a manifest removed.
     pub orphans: Vec<String>,
+    /// Bytes freed.
     pub bytes: u64,
-}
-
-/// When unnamed checkpoints and orphaned directories expire.
-#[derive(Debug, Clone, Copy)]
-pub struct Lifetimes {
-    /// Unnamed checkpoints: time since last use.
-    pub retention: Duration,
-    /// Directories without a manifest: time since their newest file.
-    pub orphan_grace: Duration,
-}
-
-impl Default for Lifetimes {
-    fn default() -> Self {
-        Self {
-            retention: Duration::from_secs(7 * 24 * 3600),
-            orphan_grace: Duration::from_secs(3600),
-        }
-    }
 }
 
 impl CheckpointStore {
@@ -94,13 +88,52 @@ impl CheckpointStore {
             .unwrap_or(0)
     }
 
-    /// Records that checkpoint `id` was used now.
-    pub async fn touch(&self, id: &str) -> Result<()> {
+    /// Records that checkpoint `id` is being read now (at most once a
+    /// minute per checkpoint and process: retention periods are long).
+    pub async fn record_use(&self, id: &str) -> Result<()> {
+        let key = (self.url().to_string(), id.to_string());
+        {
+            let recorded = RECORDED.lock().expect("use registry poisoned");
+            if recorded
+                .get(&key)
+                .is_some_and(|at| at.elapsed() < RECORD_INTERVAL)
+            {
+                return Ok(());
+            }
+        }
         let path = Self::file_path(id, USED_FILE);
         self.object_store()
             .put(&path, PutPayload::default())
             .await?;
+        self.recorded_use(id);
         Ok(())
+    }
+
+    /// Notes that checkpoint `id` was used now without writing it down: a
+    /// checkpoint just committed has its manifest's time as its last use.
+    pub(crate) fn recorded_use(&self, id: &str) {
+        let key = (self.url().to_string(), id.to_string());
+        RECORDED
+            .lock()
+            .expect("use registry poisoned")
+            .insert(key, Instant::now());
+    }
+
+    /// Whether checkpoint `id` is unused: no name in `named` binds it and
+    /// nothing in this process reads it.
+    pub fn is_unused(&self, id: &str, named: &HashSet<String>) -> bool {
+        !named.contains(id) && self.readers(id) == 0
+    }
+
+    /// Removes checkpoint `id` if it is unused (see
+    /// [`is_unused`](Self::is_unused)); true if it was removed.
+    pub async fn delete_if_unused(&self, id: &str) -> Result<bool> {
+        let named: HashSet<String> = self.bindings().await?.into_iter().map(|b| b.id).collect();
+        if !self.is_unused(id, &named) {
+            return Ok(false);
+        }
+        self.delete_checkpoint(id).await?;
+        Ok(true)
     }
 
     /// Ids of every checkpoint directory, committed or not.
@@ -119,6 +152,10 @@ impl CheckpointStore {
     /// Removes checkpoint `id`: the manifest first, so that it is never
     /// seen half-removed, then its files.
     pub async fn delete_checkpoint(&self, id: &str) -> Result<u64> {
+        RECORDED
+            .lock()
+            .expect("use registry poisoned")
+            .remove(&(self.url().to_string(), id.to_string()));
         let manifest = Self::file_path(id, MANIFEST_FILE);
         match self.object_store().delete(&manifest).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
@@ -150,16 +187,16 @@ impl CheckpointStore {
 
     /// Removes unnamed checkpoints unused for longer than the retention and
     /// directories without a manifest older than the grace period, keeping
-    /// every id in `keep` (named ones) and every id this process reads.
+    /// every id in `named` and every id this process reads.
     pub async fn vacuum(
         &self,
         now: DateTime<Utc>,
         lifetimes: Lifetimes,
-        keep: &HashSet<String>,
+        named: &HashSet<String>,
     ) -> Result<VacuumReport> {
         let mut report = VacuumReport::default();
         for id in self.checkpoint_dirs().await? {
-            if keep.contains(&id) || self.readers(&id) > 0 {
+            if !self.is_unused(&id, named) {
                 continue;
             }
             let files: Vec<_> = self

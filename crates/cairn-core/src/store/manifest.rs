@@ -1,17 +1,23 @@
-//! The manifest: the one file whose presence commits a checkpoint.
+//! The manifest: the one file whose presence commits a checkpoint, and
+//! what it records (schema, files and their checksums, the sources the
+//! checkpoint was computed from, its lineage).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, Utc};
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
-use super::integrity::BlockChecksums;
+use super::CheckpointStore;
+use super::integrity::{BlockChecksums, VerifiedFile};
 use super::ipc_schema;
 use crate::error::{Error, Result};
-use crate::fingerprint::SourceListing;
 
 /// Bumped when the layout of a checkpoint changes incompatibly; part of every id.
 pub const FORMAT_VERSION: u32 = 1;
@@ -19,24 +25,36 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Name of the manifest inside a checkpoint's directory.
 pub const MANIFEST_FILE: &str = "_manifest.json";
 
+/// What a committed checkpoint is, as its `_manifest.json` records it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
+    /// [`FORMAT_VERSION`] of the engine that wrote it.
     pub format_version: u32,
+    /// The checkpoint's id, which is also its directory.
     pub id: String,
+    /// The Cairn version that wrote it.
     pub engine_version: String,
+    /// When it was committed.
     pub created_at: DateTime<Utc>,
+    /// The schema of every file.
     pub schema: SchemaInfo,
+    /// Rows in all files.
     pub rows: u64,
+    /// Bytes in all files.
     pub bytes: u64,
+    /// The Parquet codec of the files.
     pub compression: String,
     /// Data files, relative to the checkpoint's directory.
     pub files: Vec<DataFile>,
     /// Sort order every file carries, outermost column first.
     pub ordering: Vec<SortColumn>,
+    /// What its id was derived from.
     pub fingerprint: FingerprintInfo,
+    /// The plan it replaced.
     pub lineage: Lineage,
 }
 
+/// The schema of a checkpoint.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SchemaInfo {
     /// Arrow IPC encoding of the schema, so every type round-trips exactly.
@@ -45,22 +63,80 @@ pub struct SchemaInfo {
     pub fields: Vec<String>,
 }
 
+/// One data file of a checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataFile {
+    /// Its name inside the checkpoint's directory.
     pub path: String,
+    /// Rows it holds.
     pub rows: u64,
+    /// Its size in bytes.
     pub size: u64,
+    /// A CRC32C of every block.
     pub checksums: BlockChecksums,
 }
 
+/// One column of the order every file of a checkpoint carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SortColumn {
+    /// The column's name.
     pub column: String,
+    /// Largest first.
     pub descending: bool,
+    /// NULLs before other values.
     pub nulls_first: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The files a listing table read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceListing {
+    /// The table's URL.
+    pub url: String,
+    /// The extension of the files it reads.
+    pub extension: String,
+    /// The files, sorted.
+    pub files: Vec<SourceFile>,
+}
+
+/// One file a checkpoint was computed from, and its version.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SourceFile {
+    /// Where it is, as a URL.
+    pub location: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was last modified.
+    pub modified: DateTime<Utc>,
+    /// Its ETag, where the store has one.
+    pub etag: Option<String>,
+}
+
+/// A checkpoint's id and what it was derived from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    /// The id: equal plans over unchanged sources get equal ids.
+    pub id: String,
+    /// What the id was derived from, as the manifest records it.
+    pub info: FingerprintInfo,
+}
+
+impl Fingerprint {
+    /// An id for a result that must never be reused.
+    pub fn unique(sources: Vec<String>) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            info: FingerprintInfo {
+                reusable: false,
+                sources,
+                listings: Vec::new(),
+                checkable: false,
+            },
+        }
+    }
+}
+
+/// What a checkpoint id was derived from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FingerprintInfo {
     /// False when the plan holds volatile functions or sources of unknown
     /// identity: such a checkpoint is never reused by another query.
@@ -76,8 +152,9 @@ pub struct FingerprintInfo {
 }
 
 /// The plan the checkpoint cut away, kept as metadata.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Lineage {
+    /// The plan as text, for people.
     pub text: String,
     /// datafusion-proto bytes, base64, where every source could be encoded.
     pub proto: Option<String>,
@@ -86,6 +163,7 @@ pub struct Lineage {
 }
 
 impl SchemaInfo {
+    /// Records `schema`.
     pub fn new(schema: &Schema) -> Self {
         Self {
             arrow_ipc: BASE64.encode(ipc_schema::encode(schema)),
@@ -100,6 +178,7 @@ impl SchemaInfo {
         }
     }
 
+    /// The schema recorded.
     pub fn decode(&self) -> Result<SchemaRef, String> {
         let bytes = BASE64
             .decode(&self.arrow_ipc)
@@ -109,6 +188,7 @@ impl SchemaInfo {
 }
 
 impl Manifest {
+    /// The manifest as its file holds it.
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec_pretty(self).expect("a manifest always serializes")
     }
@@ -161,10 +241,79 @@ impl Manifest {
         Ok(m)
     }
 
+    /// The schema of the checkpoint.
     pub fn schema(&self) -> SchemaRef {
         self.schema
             .decode()
             .expect("the schema was checked when the manifest was parsed")
+    }
+}
+
+impl CheckpointStore {
+    /// Reads the manifest of `id`: `None` when it is not committed. The
+    /// files it lists are checked to exist with their recorded sizes.
+    #[tracing::instrument(level = "debug", skip(self))]
+    pub async fn read_manifest(&self, id: &str) -> Result<Option<Manifest>> {
+        let Some(manifest) = self.read_manifest_only(id).await? else {
+            return Ok(None);
+        };
+        // Collected first: a lazy iterator of futures is not `Send` for every lifetime.
+        let checks: Vec<_> = manifest
+            .files
+            .iter()
+            .map(|f| {
+                let (store, path) = (Arc::clone(&self.store), Self::file_path(id, &f.path));
+                let (expected, file) = (f.size, self.location(id, &f.path));
+                let id = id.to_string();
+                async move {
+                    let corrupt = |problem: String| Error::Corrupt { id, file, problem };
+                    match store.head(&path).await {
+                        Ok(meta) if meta.size == expected => Ok(()),
+                        Ok(meta) => Err(corrupt(format!(
+                            "size is {} bytes, manifest says {expected}",
+                            meta.size
+                        ))),
+                        Err(object_store::Error::NotFound { .. }) => {
+                            Err(corrupt("the file is missing".into()))
+                        }
+                        Err(e) => Err(e.into()),
+                    }
+                }
+            })
+            .collect();
+        futures::stream::iter(checks)
+            .buffer_unordered(8)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(Some(manifest))
+    }
+
+    /// Reads and parses the manifest of `id` without looking at its files:
+    /// what recovering a damaged checkpoint still has to go on.
+    pub async fn read_manifest_only(&self, id: &str) -> Result<Option<Manifest>> {
+        let path = Self::file_path(id, MANIFEST_FILE);
+        let bytes = match self.store.get(&path).await {
+            Ok(r) => r.bytes().await?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Manifest::parse(id, &self.location(id, MANIFEST_FILE), &bytes).map(Some)
+    }
+
+    /// The files of a committed checkpoint with what a verifying reader needs.
+    pub(crate) fn verified_files(&self, manifest: &Manifest) -> HashMap<Path, VerifiedFile> {
+        manifest
+            .files
+            .iter()
+            .map(|f| {
+                let file = VerifiedFile {
+                    checkpoint_id: manifest.id.clone(),
+                    size: f.size,
+                    checksums: f.checksums.clone(),
+                };
+                (Self::file_path(&manifest.id, &f.path), file)
+            })
+            .collect()
     }
 }
 

@@ -20,10 +20,14 @@ use crate::error::{Error, Result};
 /// The folder of bindings inside the checkpoint dir.
 pub const NAMES_DIR: &str = "_names";
 
+/// A name bound to a checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Binding {
+    /// The name.
     pub name: String,
+    /// The checkpoint's id.
     pub id: String,
+    /// When the name was bound.
     pub bound_at: DateTime<Utc>,
 }
 
@@ -122,7 +126,7 @@ impl CheckpointStore {
                 let target = dir.join(file_name(name));
                 let tmp = dir.join(format!(".{}.tmp", uuid::Uuid::new_v4().simple()));
                 tokio::task::spawn_blocking(move || {
-                    super::replace_local(&dir, &tmp, &target, &json)
+                    super::commit::replace_local(&dir, &tmp, &target, &json)
                 })
                 .await
                 .map_err(|e| Error::io("binding task failed", std::io::Error::other(e)))??;

@@ -2,12 +2,12 @@
 //! data read by path (`SELECT * FROM 's3://bucket/file.parquet'`).
 //!
 //! Settings come from the standard `AWS_*` environment variables, then from
-//! [`S3Options`] (`SET cairn.s3.*` in SQL). Secrets live in [`Secret`], which
-//! never prints its value, so they cannot reach a plan, an error or a log.
+//! [`S3Options`] (`SET cairn.s3.*` in SQL). Secrets live in
+//! [`Secret`](crate::config::Secret), which never prints its value, so they
+//! cannot reach a plan, an error or a log.
 
 use std::collections::HashMap;
-use std::fmt;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use datafusion::error::{DataFusionError, Result as DfResult};
@@ -16,51 +16,9 @@ use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 use url::Url;
 
+use super::{CheckpointStore, OBJECT_STORE_SCHEME, SessionStores};
+use crate::config::S3Options;
 use crate::error::{Error, Result};
-
-/// A credential: shown as `********` everywhere, compared by value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The value, for the one place that signs requests with it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(********)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("********")
-    }
-}
-
-/// How to reach S3; what is `None` comes from the `AWS_*` environment.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct S3Options {
-    /// An S3-compatible server, e.g. `http://127.0.0.1:9000` (`AWS_ENDPOINT`).
-    pub endpoint: Option<String>,
-    /// `AWS_REGION`, else `us-east-1`.
-    pub region: Option<String>,
-    /// `AWS_ACCESS_KEY_ID`.
-    pub access_key_id: Option<String>,
-    /// `AWS_SECRET_ACCESS_KEY`.
-    pub secret_access_key: Option<Secret>,
-    /// `AWS_SESSION_TOKEN`, for temporary credentials.
-    pub session_token: Option<Secret>,
-    /// Allows `http://` endpoints; on by default when the endpoint is one.
-    pub allow_http: Option<bool>,
-}
 
 /// Retries are few and bounded: an unreachable endpoint is an error within
 /// about 20 seconds, not a hang (object_store's default is 10 retries over
@@ -71,56 +29,54 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A part of a multipart upload is 16 MiB; this allows ~0.5 MB/s.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-impl S3Options {
-    /// A store for `bucket` with these settings.
-    pub fn store(&self, bucket: &str) -> Result<Arc<dyn ObjectStore>> {
-        let mut builder = AmazonS3Builder::from_env()
-            .with_bucket_name(bucket)
-            // Create-only puts (If-None-Match: *) commit manifests.
-            .with_conditional_put(S3ConditionalPut::ETagMatch)
-            .with_retry(RetryConfig {
-                backoff: BackoffConfig::default(),
-                max_retries: RETRIES,
-                retry_timeout: RETRY_TIMEOUT,
-            })
-            .with_client_options(
-                ClientOptions::new()
-                    .with_connect_timeout(CONNECT_TIMEOUT)
-                    .with_timeout(REQUEST_TIMEOUT),
-            );
-        if let Some(endpoint) = &self.endpoint {
-            builder = builder.with_endpoint(endpoint);
-        }
-        // The endpoint the builder ends up with, from these options or the
-        // environment; an `http://` one is allowed unless told otherwise.
-        let http_endpoint = builder
-            .get_config_value(&AmazonS3ConfigKey::Endpoint)
-            .is_some_and(|e| e.starts_with("http://"));
-        match self.allow_http {
-            Some(allow) => builder = builder.with_allow_http(allow),
-            None if http_endpoint => builder = builder.with_allow_http(true),
-            // Left to AWS_ALLOW_HTTP.
-            None => {}
-        }
-        if let Some(region) = &self.region {
-            builder = builder.with_region(region);
-        }
-        if let Some(key) = &self.access_key_id {
-            builder = builder.with_access_key_id(key);
-        }
-        if let Some(secret) = &self.secret_access_key {
-            builder = builder.with_secret_access_key(secret.expose());
-        }
-        if let Some(token) = &self.session_token {
-            builder = builder.with_token(token.expose());
-        }
-        // The builder's errors name settings, never their values.
-        let store = builder.build().map_err(|e| Error::InvalidCheckpointDir {
-            dir: format!("s3://{bucket}"),
-            reason: format!("cannot set up S3: {e}"),
-        })?;
-        Ok(Arc::new(store))
+/// A store for `bucket` reached with `options`.
+pub fn bucket_store(options: &S3Options, bucket: &str) -> Result<Arc<dyn ObjectStore>> {
+    let mut builder = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        // Create-only puts (If-None-Match: *) commit manifests.
+        .with_conditional_put(S3ConditionalPut::ETagMatch)
+        .with_retry(RetryConfig {
+            backoff: BackoffConfig::default(),
+            max_retries: RETRIES,
+            retry_timeout: RETRY_TIMEOUT,
+        })
+        .with_client_options(
+            ClientOptions::new()
+                .with_connect_timeout(CONNECT_TIMEOUT)
+                .with_timeout(REQUEST_TIMEOUT),
+        );
+    if let Some(endpoint) = &options.endpoint {
+        builder = builder.with_endpoint(endpoint);
     }
+    // The endpoint the builder ends up with, from these options or the
+    // environment; an `http://` one is allowed unless told otherwise.
+    let http_endpoint = builder
+        .get_config_value(&AmazonS3ConfigKey::Endpoint)
+        .is_some_and(|e| e.starts_with("http://"));
+    match options.allow_http {
+        Some(allow) => builder = builder.with_allow_http(allow),
+        None if http_endpoint => builder = builder.with_allow_http(true),
+        // Left to AWS_ALLOW_HTTP.
+        None => {}
+    }
+    if let Some(region) = &options.region {
+        builder = builder.with_region(region);
+    }
+    if let Some(key) = &options.access_key_id {
+        builder = builder.with_access_key_id(key);
+    }
+    if let Some(secret) = &options.secret_access_key {
+        builder = builder.with_secret_access_key(secret.expose());
+    }
+    if let Some(token) = &options.session_token {
+        builder = builder.with_token(token.expose());
+    }
+    // The builder's errors name settings, never their values.
+    let store = builder.build().map_err(|e| Error::InvalidCheckpointDir {
+        dir: format!("s3://{bucket}"),
+        reason: format!("cannot set up S3: {e}"),
+    })?;
+    Ok(Arc::new(store))
 }
 
 /// The bucket and prefix of an `s3://bucket/prefix` URL.
@@ -139,21 +95,23 @@ pub(crate) fn bucket_and_prefix(url: &Url) -> Result<(String, String)> {
 /// A bucket's store, and the options it was made with.
 type BucketStore = (S3Options, Arc<dyn ObjectStore>);
 
-/// The session's object stores: what is registered, plus a store for any
-/// `s3://bucket` a query names, made from the session's current
-/// [`S3Options`] (made again when they change).
+/// A session's object stores: what is registered, the checkpoint stores
+/// its scans name (`cairn-checkpoint://`), and a store for any
+/// `s3://bucket` a query names, made with the session's current S3
+/// settings (made again when they change).
 #[derive(Debug)]
 pub struct CairnObjectStores {
     registered: DefaultObjectStoreRegistry,
-    options: Arc<RwLock<S3Options>>,
+    stores: Arc<SessionStores>,
     buckets: Mutex<HashMap<String, BucketStore>>,
 }
 
 impl CairnObjectStores {
-    pub fn new(options: Arc<RwLock<S3Options>>) -> Self {
+    /// The registry of the session that uses `stores`.
+    pub fn new(stores: Arc<SessionStores>) -> Self {
         Self {
             registered: DefaultObjectStoreRegistry::new(),
-            options,
+            stores,
             buckets: Mutex::default(),
         }
     }
@@ -173,20 +131,29 @@ impl ObjectStoreRegistry for CairnObjectStores {
     }
 
     fn get_store(&self, url: &Url) -> DfResult<Arc<dyn ObjectStore>> {
+        if url.scheme() == OBJECT_STORE_SCHEME {
+            return CheckpointStore::find(url)
+                .map(|s| Arc::clone(s.object_store()))
+                .ok_or_else(|| {
+                    DataFusionError::from(Error::Internal(format!(
+                        "a scan names the checkpoint store {url}, which is not open"
+                    )))
+                });
+        }
         // What the caller registered wins, S3 buckets included.
         let registered = self.registered.get_store(url);
         if registered.is_ok() || url.scheme() != "s3" {
             return registered;
         }
         let (bucket, _) = bucket_and_prefix(url).map_err(DataFusionError::from)?;
-        let options = self.options.read().expect("s3 options poisoned").clone();
+        let options = self.stores.s3();
         let mut buckets = self.buckets.lock().expect("s3 stores poisoned");
         if let Some((made_with, store)) = buckets.get(&bucket)
             && *made_with == options
         {
             return Ok(Arc::clone(store));
         }
-        let store = options.store(&bucket).map_err(DataFusionError::from)?;
+        let store = bucket_store(&options, &bucket).map_err(DataFusionError::from)?;
         buckets.insert(bucket, (options, Arc::clone(&store)));
         Ok(store)
     }
@@ -195,6 +162,7 @@ impl ObjectStoreRegistry for CairnObjectStores {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Secret;
 
     #[test]
     fn secrets_never_print() {

@@ -42,7 +42,7 @@ use datafusion::optimizer::optimizer::ApplyOrder;
 use datafusion::optimizer::push_down_filter::PushDownFilter;
 use datafusion::optimizer::{Optimizer, OptimizerConfig, OptimizerRule};
 
-use crate::node::CheckpointNode;
+use super::node::CheckpointNode;
 
 /// Composes a projection with the projection below it when the two share a
 /// computed expression, the only shape `optimize_projections` mishandles.

@@ -7,7 +7,6 @@
 
 use std::io::Write;
 
-use chrono::{DateTime, Utc};
 use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::catalog::Session;
 use datafusion::catalog::memory::MemTable;
@@ -18,53 +17,12 @@ use datafusion::datasource::view::ViewTable;
 use datafusion::functions_table::generate_series::GenerateSeriesTable;
 use datafusion::logical_expr::LogicalPlan;
 use futures::TryStreamExt;
-use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::local::LocalCheckpointTable;
-use crate::scan::CheckpointTable;
-use crate::store::manifest::FORMAT_VERSION;
-
-/// The id of a checkpoint and what it was derived from.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Fingerprint {
-    pub id: String,
-    pub reusable: bool,
-    pub sources: Vec<String>,
-    /// The file listings read, to tell later whether they changed.
-    pub listings: Vec<SourceListing>,
-    /// Whether every source can be checked for changes later.
-    pub checkable: bool,
-}
-
-/// The files a listing table read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SourceListing {
-    pub url: String,
-    pub extension: String,
-    pub files: Vec<SourceFile>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct SourceFile {
-    pub location: String,
-    pub size: u64,
-    pub modified: DateTime<Utc>,
-    pub etag: Option<String>,
-}
-
-impl Fingerprint {
-    /// An id for a result that must never be reused.
-    pub fn unique(sources: Vec<String>) -> Self {
-        Self {
-            id: uuid::Uuid::new_v4().simple().to_string(),
-            reusable: false,
-            sources,
-            listings: Vec::new(),
-            checkable: false,
-        }
-    }
-}
+use crate::exec::{CheckpointTable, LocalCheckpointTable};
+use crate::store::manifest::{
+    FORMAT_VERSION, Fingerprint, FingerprintInfo, SourceFile, SourceListing,
+};
 
 /// Fingerprints `plan`, as given by the user (before optimization, whose
 /// generated aliases vary from run to run).
@@ -88,10 +46,12 @@ pub async fn fingerprint(plan: &LogicalPlan, session: &dyn Session) -> Result<Fi
     }
     Ok(Fingerprint {
         id: hasher.finalize().to_hex()[..32].to_string(),
-        reusable,
-        sources,
-        listings,
-        checkable,
+        info: FingerprintInfo {
+            reusable,
+            sources,
+            listings,
+            checkable,
+        },
     })
 }
 
@@ -181,9 +141,9 @@ async fn collect_sources(
             format!("{t:?}")
         } else if let Some(t) = provider.downcast_ref::<ViewTable>() {
             let inner = Box::pin(fingerprint(t.logical_plan(), session)).await?;
-            known &= inner.reusable;
-            found.checkable &= inner.checkable;
-            found.listings.extend(inner.listings);
+            known &= inner.info.reusable;
+            found.checkable &= inner.info.checkable;
+            found.listings.extend(inner.info.listings);
             format!("view {}", inner.id)
         } else {
             known = false;

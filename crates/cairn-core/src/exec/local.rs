@@ -30,8 +30,9 @@ use datafusion::physical_plan::{
 };
 use futures::{StreamExt, TryStreamExt, stream};
 
+use super::checkpoint::CheckpointTask;
+use super::write::WriteMetrics;
 use crate::error::{Error, Result};
-use crate::fingerprint::Fingerprint;
 
 /// A piece of one partition of a local checkpoint, in order.
 enum Chunk {
@@ -66,12 +67,12 @@ impl fmt::Debug for LocalCheckpoint {
 
 impl LocalCheckpoint {
     /// Runs `input` once and keeps its result, partition by partition.
-    #[tracing::instrument(level = "info", skip_all, fields(id = %fingerprint.id))]
+    #[tracing::instrument(level = "info", skip_all, fields(id = %task.fingerprint.id))]
     pub(crate) async fn collect(
-        fingerprint: &Fingerprint,
-        lineage: String,
+        task: &CheckpointTask,
         input: Arc<dyn ExecutionPlan>,
         ctx: Arc<TaskContext>,
+        written: &WriteMetrics,
     ) -> Result<Self> {
         let schema = input.schema();
         let n = input.output_partitioning().partition_count();
@@ -87,8 +88,9 @@ impl LocalCheckpoint {
                 SpillMetrics::new(&metrics, p),
                 Arc::clone(&schema),
             );
+            let written = written.clone();
             tasks.spawn(async move {
-                collect_partition(stream, reservation, spill)
+                collect_partition(stream, reservation, spill, &written)
                     .await
                     .map(|r| (p, r))
             });
@@ -97,9 +99,8 @@ impl LocalCheckpoint {
         let mut reservations = Vec::with_capacity(n);
         let (mut rows, mut spilled_partitions) = (0, 0);
         while let Some(joined) = tasks.join_next().await {
-            let (p, (chunks, reservation, partition_rows)) = joined.map_err(|e| {
-                Error::Unsupported(format!("a local checkpoint task failed: {e}"))
-            })??;
+            let (p, (chunks, reservation, partition_rows)) = joined
+                .map_err(|e| Error::Internal(format!("a local checkpoint task failed: {e}")))??;
             spilled_partitions += chunks.iter().any(|c| matches!(c, Chunk::Spilled(_))) as usize;
             partitions[p] = chunks;
             reservations.push(reservation);
@@ -109,17 +110,18 @@ impl LocalCheckpoint {
             tracing::info!(spilled_partitions, "local checkpoint spilled to disk");
         }
         Ok(Self {
-            id: fingerprint.id.clone(),
-            reusable: fingerprint.reusable,
+            id: task.fingerprint.id.clone(),
+            reusable: task.fingerprint.info.reusable,
             schema,
             partitions,
             rows,
             spilled_partitions,
-            lineage,
+            lineage: task.lineage.text.clone(),
             _reservations: reservations,
         })
     }
 
+    /// Rows it holds.
     pub fn rows(&self) -> u64 {
         self.rows
     }
@@ -139,6 +141,7 @@ async fn collect_partition(
     mut stream: SendableRecordBatchStream,
     reservation: MemoryReservation,
     spill: SpillManager,
+    written: &WriteMetrics,
 ) -> Result<(Vec<Chunk>, MemoryReservation, u64)> {
     let mut chunks = Vec::new();
     let mut spilling = None;
@@ -149,6 +152,7 @@ async fn collect_partition(
             continue;
         }
         rows += batch.num_rows() as u64;
+        written.add_rows(batch.num_rows());
         // Once a batch does not fit, the rest of the partition goes to disk,
         // so the partition keeps its order.
         if spilling.is_none()
@@ -180,20 +184,24 @@ pub struct LocalCheckpointTable {
 }
 
 impl LocalCheckpointTable {
+    /// The table of `checkpoint`.
     pub fn new(checkpoint: LocalCheckpoint) -> Self {
         Self {
             checkpoint: Arc::new(checkpoint),
         }
     }
 
+    /// The checkpoint's id.
     pub fn id(&self) -> &str {
         &self.checkpoint.id
     }
 
+    /// Whether an equal plan may reuse it.
     pub fn reusable(&self) -> bool {
         self.checkpoint.reusable
     }
 
+    /// The checkpoint.
     pub fn checkpoint(&self) -> &LocalCheckpoint {
         &self.checkpoint
     }

@@ -10,54 +10,68 @@ use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::common::runtime::JoinSet;
 use datafusion::execution::TaskContext;
 use datafusion::parquet::arrow::{ArrowWriter, AsyncArrowWriter};
-use datafusion::parquet::basic::Compression;
 use datafusion::parquet::errors::ParquetError;
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::physical_expr::LexOrdering;
 use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet, MetricBuilder};
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::{
     ExecutionPlan, ExecutionPlanProperties, Partitioning, SendableRecordBatchStream,
 };
 use futures::StreamExt;
 
+use super::checkpoint::CheckpointTask;
 use crate::error::{Error, Result};
-use crate::fingerprint::Fingerprint;
-use crate::store::manifest::{
-    DataFile, FORMAT_VERSION, FingerprintInfo, Lineage, Manifest, SchemaInfo, SortColumn,
-};
-use crate::store::{CheckpointStore, Commit};
+use crate::store::CheckpointStore;
+use crate::store::manifest::{DataFile, FORMAT_VERSION, Manifest, SchemaInfo, SortColumn};
 
-/// How checkpoint files are encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WriteOptions {
-    pub compression: Compression,
+/// What a write reports: rows, files and bytes written.
+#[derive(Debug, Clone)]
+pub struct WriteMetrics {
+    rows: Count,
+    files: Count,
+    bytes: Count,
 }
 
-impl Default for WriteOptions {
-    fn default() -> Self {
-        // Chosen by measurement (cairn-bench checkpoint-io): cheap to encode
-        // and decode, and exact like every Parquet codec.
+impl WriteMetrics {
+    /// Metrics registered in `metrics` (an operator's metrics set).
+    pub fn new(metrics: &ExecutionPlanMetricsSet) -> Self {
         Self {
-            compression: Compression::LZ4_RAW,
+            rows: MetricBuilder::new(metrics).global_counter("rows_written"),
+            files: MetricBuilder::new(metrics).global_counter("files_written"),
+            bytes: MetricBuilder::new(metrics).global_counter("bytes_written"),
         }
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> usize {
+        self.rows.value()
+    }
+
+    /// Bytes written so far.
+    pub fn bytes(&self) -> usize {
+        self.bytes.value()
+    }
+
+    pub(crate) fn add_rows(&self, n: usize) {
+        self.rows.add(n);
     }
 }
 
-/// Runs `input` once and commits its result under `fingerprint.id`. If
-/// another writer commits the same id first, its checkpoint is returned and
-/// ours is removed.
-#[tracing::instrument(level = "info", skip_all, fields(id = %fingerprint.id, dir = %store.url()))]
+/// Runs `input` once and commits its result as the checkpoint `task`
+/// describes. If another writer commits the same id first, its checkpoint
+/// is returned and ours is removed.
+#[tracing::instrument(level = "info", skip_all, fields(id = %task.fingerprint.id, dir = %task.store.url()))]
 pub(crate) async fn write_checkpoint(
-    store: &Arc<CheckpointStore>,
-    fingerprint: &Fingerprint,
-    lineage: Lineage,
+    task: &CheckpointTask,
     input: Arc<dyn ExecutionPlan>,
     ctx: Arc<TaskContext>,
-    options: WriteOptions,
+    metrics: &WriteMetrics,
 ) -> Result<Manifest> {
     let started = Instant::now();
-    let id = fingerprint.id.clone();
+    let (store, options) = (&task.store, task.options);
+    let id = task.fingerprint.id.clone();
     let attempt = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
     let ordering = sort_columns(input.output_ordering());
     let input = parallelize(input, ctx.session_config().target_partitions());
@@ -77,7 +91,10 @@ pub(crate) async fn write_checkpoint(
     for (p, name) in names.iter().enumerate() {
         let stream = input.execute(p, Arc::clone(&ctx))?;
         let (store, id, name, props) = (Arc::clone(store), id.clone(), name.clone(), props.clone());
-        tasks.spawn(async move { write_partition(&store, &id, &name, stream, props).await });
+        let metrics = metrics.clone();
+        tasks.spawn(
+            async move { write_partition(&store, &id, &name, stream, props, &metrics).await },
+        );
     }
     let mut files = Vec::new();
     let mut failure = None;
@@ -90,7 +107,7 @@ pub(crate) async fn write_checkpoint(
                 break;
             }
             Err(e) => {
-                failure = Some(Error::Unsupported(format!("a writer task failed: {e}")));
+                failure = Some(Error::Internal(format!("a writer task failed: {e}")));
                 break;
             }
         }
@@ -118,16 +135,13 @@ pub(crate) async fn write_checkpoint(
         compression: options.compression.to_string(),
         files,
         ordering,
-        fingerprint: FingerprintInfo {
-            reusable: fingerprint.reusable,
-            sources: fingerprint.sources.clone(),
-            listings: fingerprint.listings.clone(),
-            checkable: fingerprint.checkable && fingerprint.reusable,
-        },
-        lineage,
+        fingerprint: task.fingerprint.info.clone(),
+        lineage: task.lineage.clone(),
     };
     match store.commit(&manifest, &attempt).await {
-        Ok(Commit::Won) => {
+        Ok(commit) => {
+            let manifest = commit.into_manifest(manifest);
+            store.recorded_use(&manifest.id);
             tracing::info!(
                 rows = manifest.rows,
                 bytes = manifest.bytes,
@@ -136,24 +150,6 @@ pub(crate) async fn write_checkpoint(
                 "checkpoint committed"
             );
             Ok(manifest)
-        }
-        Ok(Commit::Lost) => {
-            let committed = store.read_manifest(&id).await?;
-            // A create-only put retried after a lost response finds its own
-            // first attempt committed: that is a win.
-            if let Some(m) = &committed
-                && !m.files.is_empty()
-                && m.files.iter().all(|f| f.path.starts_with(&attempt))
-            {
-                return Ok(m.clone());
-            }
-            store.remove_attempt(&id, &attempt).await;
-            tracing::info!("another writer committed this checkpoint first; using theirs");
-            committed.ok_or_else(|| Error::Corrupt {
-                id: id.clone(),
-                file: store.location(&id, crate::store::manifest::MANIFEST_FILE),
-                problem: "another writer committed it, but its manifest cannot be found".into(),
-            })
         }
         Err(e) => {
             store.remove_attempt(&id, &attempt).await;
@@ -240,6 +236,7 @@ async fn write_partition(
     name: &str,
     mut stream: SendableRecordBatchStream,
     props: WriterProperties,
+    metrics: &WriteMetrics,
 ) -> Result<Option<DataFile>> {
     let schema = stream.schema();
     let mut writer = None;
@@ -251,7 +248,7 @@ async fn write_partition(
                 continue;
             }
             if writer.is_none() {
-                let file = store.create_file(id, name);
+                let file = store.create_file(id, name, metrics.bytes.clone());
                 writer = Some(AsyncArrowWriter::try_new(
                     file,
                     Arc::clone(&schema),
@@ -261,12 +258,14 @@ async fn write_partition(
             let w = writer.as_mut().expect("created above");
             w.write(&batch).await?;
             rows += batch.num_rows() as u64;
+            metrics.rows.add(batch.num_rows());
         }
         if let Some(w) = writer.as_mut() {
             w.finish().await?;
             // Each file is made durable as soon as it is whole, while the
             // other writers still encode.
             store.sync_file(id, name).await?;
+            metrics.files.add(1);
         }
         Ok(())
     }

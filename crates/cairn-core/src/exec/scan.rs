@@ -1,26 +1,38 @@
 //! Reading a committed checkpoint: a Parquet scan of its files that verifies
-//! every block it reads and declares exact row counts and the recorded order.
+//! every block it reads, records that the checkpoint was used, and declares
+//! exact row counts and the recorded order.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
 use datafusion::common::stats::Precision;
 use datafusion::common::{Statistics, ToDFSchema};
 use datafusion::datasource::listing::PartitionedFile;
-use datafusion::datasource::physical_plan::parquet::DefaultParquetFileReaderFactory;
+use datafusion::datasource::physical_plan::parquet::{
+    DefaultParquetFileReaderFactory, ParquetFileReaderFactory,
+};
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType};
-use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::logical_expr::Expr;
 use datafusion::logical_expr::utils::conjunction;
+use datafusion::parquet::arrow::arrow_reader::ArrowReaderOptions;
+use datafusion::parquet::arrow::async_reader::AsyncFileReader;
+use datafusion::parquet::errors::ParquetError;
+use datafusion::parquet::file::metadata::ParquetMetaData;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{LexOrdering, PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tokio::sync::OnceCell;
 
 use crate::store::CheckpointStore;
 use crate::store::integrity::VerifyingStore;
@@ -38,6 +50,7 @@ pub struct CheckpointTable {
 }
 
 impl CheckpointTable {
+    /// The committed checkpoint `manifest` describes, in `store`.
     pub fn new(store: Arc<CheckpointStore>, manifest: Manifest) -> Self {
         let schema = manifest.schema();
         let live = store.hold(&manifest.id);
@@ -49,6 +62,7 @@ impl CheckpointTable {
         }
     }
 
+    /// The checkpoint's id.
     pub fn id(&self) -> &str {
         &self.manifest.id
     }
@@ -58,10 +72,12 @@ impl CheckpointTable {
         self.manifest.fingerprint.reusable
     }
 
+    /// What its manifest records.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
     }
 
+    /// The checkpoint dir it is in.
     pub fn store(&self) -> &Arc<CheckpointStore> {
         &self.store
     }
@@ -93,7 +109,6 @@ impl CheckpointTable {
     /// The scan: each file in one of `partitions` groups (one per file by default).
     pub(crate) fn scan_exec(
         &self,
-        runtime: &RuntimeEnv,
         projection: Option<&Vec<usize>>,
         predicate: Option<Arc<dyn PhysicalExpr>>,
         limit: Option<usize>,
@@ -108,16 +123,20 @@ impl CheckpointTable {
             };
             return Ok(Arc::new(EmptyExec::new(schema).with_partitions(n)));
         }
-        let raw = Arc::clone(self.store.object_store());
-        runtime.register_object_store(self.store.object_store_url().as_ref(), Arc::clone(&raw));
         let verifying = Arc::new(VerifyingStore::new(
-            raw,
+            Arc::clone(self.store.object_store()),
             self.store.verified_files(&self.manifest),
         ));
+        let readers = CheckpointReaders {
+            inner: DefaultParquetFileReaderFactory::new(verifying),
+            use_record: Arc::new(UseRecord {
+                store: Arc::clone(&self.store),
+                id: self.manifest.id.clone(),
+                done: OnceCell::new(),
+            }),
+        };
         let mut source = ParquetSource::new(Arc::clone(&self.schema))
-            .with_parquet_file_reader_factory(Arc::new(DefaultParquetFileReaderFactory::new(
-                verifying,
-            )));
+            .with_parquet_file_reader_factory(Arc::new(readers));
         if let Some(predicate) = predicate {
             source = source.with_predicate(predicate);
         }
@@ -165,10 +184,103 @@ impl TableProvider for CheckpointTable {
             }
             None => None,
         };
-        self.scan_exec(state.runtime_env(), projection, predicate, limit, None)
+        self.scan_exec(projection, predicate, limit, None)
     }
 
     fn statistics(&self) -> Option<Statistics> {
         Some(self.statistics_of(self.manifest.rows))
+    }
+}
+
+/// Opens a checkpoint's files for a scan: every block read is verified
+/// (by the [`VerifyingStore`] underneath), and the first read of the scan
+/// records that the checkpoint was used, so that planning alone never
+/// writes to the store.
+#[derive(Debug)]
+struct CheckpointReaders {
+    inner: DefaultParquetFileReaderFactory,
+    use_record: Arc<UseRecord>,
+}
+
+/// Records one scan's use of a checkpoint, once.
+#[derive(Debug)]
+struct UseRecord {
+    store: Arc<CheckpointStore>,
+    id: String,
+    done: OnceCell<()>,
+}
+
+impl UseRecord {
+    /// Best effort: a read never fails because its use was not recorded.
+    async fn record(&self) {
+        self.done
+            .get_or_init(|| async {
+                if let Err(e) = self.store.record_use(&self.id).await {
+                    tracing::warn!(id = %self.id, error = %e, "could not record the use of a checkpoint");
+                }
+            })
+            .await;
+    }
+}
+
+impl ParquetFileReaderFactory for CheckpointReaders {
+    fn create_reader(
+        &self,
+        partition_index: usize,
+        partitioned_file: PartitionedFile,
+        metadata_size_hint: Option<usize>,
+        metrics: &ExecutionPlanMetricsSet,
+    ) -> datafusion::error::Result<Box<dyn AsyncFileReader + Send>> {
+        let inner = self.inner.create_reader(
+            partition_index,
+            partitioned_file,
+            metadata_size_hint,
+            metrics,
+        )?;
+        Ok(Box::new(RecordingReader {
+            inner,
+            use_record: Arc::clone(&self.use_record),
+        }))
+    }
+}
+
+/// A file reader that records the checkpoint's use before its first read.
+struct RecordingReader {
+    inner: Box<dyn AsyncFileReader + Send>,
+    use_record: Arc<UseRecord>,
+}
+
+impl AsyncFileReader for RecordingReader {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, Result<Bytes, ParquetError>> {
+        let use_record = Arc::clone(&self.use_record);
+        async move {
+            use_record.record().await;
+            self.inner.get_bytes(range).await
+        }
+        .boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, Result<Vec<Bytes>, ParquetError>> {
+        let use_record = Arc::clone(&self.use_record);
+        async move {
+            use_record.record().await;
+            self.inner.get_byte_ranges(ranges).await
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, Result<Arc<ParquetMetaData>, ParquetError>> {
+        let use_record = Arc::clone(&self.use_record);
+        async move {
+            use_record.record().await;
+            self.inner.get_metadata(options).await
+        }
+        .boxed()
     }
 }

@@ -1,0 +1,588 @@
+//! Cairn's settings: one declaration of each `cairn.*` key, kept in
+//! DataFusion's config as a [`ConfigExtension`], so that `SET` and `SHOW`
+//! take DataFusion's own path, the keys appear in `SHOW ALL` and
+//! `information_schema.df_settings`, and the settings travel with a
+//! session's config to other processes.
+//!
+//! These are values only. The live checkpoint store a session writes to
+//! is kept outside them (see [`crate::store::SessionStores`]).
+
+use std::any::Any;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use datafusion::common::config::{ConfigEntry, ConfigExtension, ExtensionOptions};
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::config::SessionConfig;
+use datafusion::parquet::basic::Compression;
+
+/// A credential: shown as `********` everywhere, compared by value.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a credential.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for the one place that signs requests with it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(********)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("********")
+    }
+}
+
+/// How to reach S3; what is `None` comes from the `AWS_*` environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct S3Options {
+    /// An S3-compatible server, e.g. `http://127.0.0.1:9000` (`AWS_ENDPOINT`).
+    pub endpoint: Option<String>,
+    /// `AWS_REGION`, else `us-east-1`.
+    pub region: Option<String>,
+    /// `AWS_ACCESS_KEY_ID`.
+    pub access_key_id: Option<String>,
+    /// `AWS_SECRET_ACCESS_KEY`.
+    pub secret_access_key: Option<Secret>,
+    /// `AWS_SESSION_TOKEN`, for temporary credentials.
+    pub session_token: Option<Secret>,
+    /// Allows `http://` endpoints; on by default when the endpoint is one.
+    pub allow_http: Option<bool>,
+}
+
+/// What to do with a damaged checkpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnCorrupt {
+    /// Fail, naming the checkpoint, the file and what is wrong.
+    #[default]
+    Error,
+    /// Rebuild it from its lineage and go on.
+    Recompute,
+}
+
+impl fmt::Display for OnCorrupt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OnCorrupt::Error => "error",
+            OnCorrupt::Recompute => "recompute",
+        })
+    }
+}
+
+impl FromStr for OnCorrupt {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "error" => Ok(OnCorrupt::Error),
+            "recompute" => Ok(OnCorrupt::Recompute),
+            other => Err(format!(
+                "'{other}' is not a policy; use 'error' or 'recompute'"
+            )),
+        }
+    }
+}
+
+/// How checkpoint files are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// The Parquet codec of every data file.
+    pub compression: Compression,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        // Chosen by measurement (cairn-bench checkpoint-io): cheap to encode
+        // and decode, and exact like every Parquet codec.
+        Self {
+            compression: Compression::LZ4_RAW,
+        }
+    }
+}
+
+/// When unnamed checkpoints and orphaned directories expire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetimes {
+    /// Unnamed checkpoints: time since last use.
+    pub retention: Duration,
+    /// Directories without a manifest: time since their newest file.
+    pub orphan_grace: Duration,
+}
+
+impl Default for Lifetimes {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(7 * 24 * 3600),
+            orphan_grace: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Every `cairn.*` setting of a session, as values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CairnOptions {
+    /// Where reliable checkpoints go, as a URL; empty means
+    /// [`default_checkpoint_dir`].
+    pub checkpoint_dir: String,
+    /// How checkpoint files are encoded.
+    pub write: WriteOptions,
+    /// How long unnamed checkpoints and abandoned directories are kept.
+    pub lifetimes: Lifetimes,
+    /// What happens when a committed checkpoint is found damaged.
+    pub on_corrupt: OnCorrupt,
+    /// How S3 is reached, for checkpoint dirs and `s3://` data.
+    pub s3: S3Options,
+}
+
+/// One `cairn.<key>`: its doc, its default, and how it is read and set.
+struct Setting {
+    key: &'static str,
+    doc: &'static str,
+    default: &'static str,
+    /// A credential: `SHOW` and `df_settings` say whether it is set, never its value.
+    secret: bool,
+    get: fn(&CairnOptions) -> String,
+    set: fn(&mut CairnOptions, &str) -> Result<(), String>,
+}
+
+/// The settings, each declared once.
+const SETTINGS: &[Setting] = &[
+    Setting {
+        key: "checkpoint_dir",
+        doc: "where reliable checkpoints go: a path, file://, memory:// or s3://bucket/prefix",
+        default: "",
+        secret: false,
+        get: |o| o.checkpoint_dir.clone(),
+        // Checked by opening it (CairnContext::set_options), which says
+        // what is wrong with a dir that cannot be used.
+        set: |o, v| {
+            o.checkpoint_dir = v.trim().to_string();
+            Ok(())
+        },
+    },
+    Setting {
+        key: "checkpoint_compression",
+        doc: "Parquet codec of checkpoint files: lz4_raw, uncompressed, snappy, zstd(N)",
+        default: "lz4_raw",
+        secret: false,
+        get: |o| compression_name(o.write.compression),
+        set: |o, v| {
+            o.write.compression =
+                v.trim().to_ascii_lowercase().parse().map_err(|e| {
+                    format!("{e}; use lz4_raw, uncompressed, snappy or zstd(1..22)")
+                })?;
+            Ok(())
+        },
+    },
+    Setting {
+        key: "checkpoint_retention",
+        doc: "how long unnamed checkpoints live after their last use, e.g. '7 days'",
+        default: "7 days",
+        secret: false,
+        get: |o| format_duration(o.lifetimes.retention),
+        set: |o, v| {
+            o.lifetimes.retention = parse_duration(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        key: "checkpoint_orphan_grace",
+        doc: "how long VACUUM leaves directories without a manifest, e.g. '1 hour'",
+        default: "1 hour",
+        secret: false,
+        get: |o| format_duration(o.lifetimes.orphan_grace),
+        set: |o, v| {
+            o.lifetimes.orphan_grace = parse_duration(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        key: "checkpoint_on_corrupt",
+        doc: "a damaged checkpoint is an 'error', or is rebuilt from its lineage ('recompute')",
+        default: "error",
+        secret: false,
+        get: |o| o.on_corrupt.to_string(),
+        set: |o, v| {
+            o.on_corrupt = v.parse()?;
+            Ok(())
+        },
+    },
+    Setting {
+        key: "s3.endpoint",
+        doc: "an S3-compatible server, e.g. 'http://127.0.0.1:9000' (default: AWS_ENDPOINT or AWS)",
+        default: "",
+        secret: false,
+        get: |o| o.s3.endpoint.clone().unwrap_or_default(),
+        set: |o, v| {
+            o.s3.endpoint = given(v);
+            Ok(())
+        },
+    },
+    Setting {
+        key: "s3.region",
+        doc: "the S3 region (default: AWS_REGION or us-east-1)",
+        default: "",
+        secret: false,
+        get: |o| o.s3.region.clone().unwrap_or_default(),
+        set: |o, v| {
+            o.s3.region = given(v);
+            Ok(())
+        },
+    },
+    Setting {
+        key: "s3.access_key_id",
+        doc: "the S3 access key id (default: AWS_ACCESS_KEY_ID)",
+        default: "",
+        secret: false,
+        get: |o| o.s3.access_key_id.clone().unwrap_or_default(),
+        set: |o, v| {
+            o.s3.access_key_id = given(v);
+            Ok(())
+        },
+    },
+    Setting {
+        key: "s3.secret_access_key",
+        doc: "the S3 secret key (default: AWS_SECRET_ACCESS_KEY); never shown",
+        default: "",
+        secret: true,
+        get: |o| shown(o.s3.secret_access_key.as_ref()),
+        set: |o, v| {
+            o.s3.secret_access_key = given(v).map(Secret::new);
+            Ok(())
+        },
+    },
+    Setting {
+        key: "s3.session_token",
+        doc: "a temporary S3 session token (default: AWS_SESSION_TOKEN); never shown",
+        default: "",
+        secret: true,
+        get: |o| shown(o.s3.session_token.as_ref()),
+        set: |o, v| {
+            o.s3.session_token = given(v).map(Secret::new);
+            Ok(())
+        },
+    },
+    Setting {
+        key: "s3.allow_http",
+        doc: "'true' to allow an http:// endpoint (default: true when the endpoint is http://)",
+        default: "",
+        secret: false,
+        get: |o| o.s3.allow_http.map(|b| b.to_string()).unwrap_or_default(),
+        set: |o, v| {
+            o.s3.allow_http = match v.trim().to_ascii_lowercase().as_str() {
+                "" => None,
+                "true" | "on" => Some(true),
+                "false" | "off" => Some(false),
+                _ => return Err("use true or false".into()),
+            };
+            Ok(())
+        },
+    },
+];
+
+impl Default for CairnOptions {
+    fn default() -> Self {
+        let mut options = Self {
+            checkpoint_dir: String::new(),
+            write: WriteOptions::default(),
+            lifetimes: Lifetimes::default(),
+            on_corrupt: OnCorrupt::default(),
+            s3: S3Options::default(),
+        };
+        for s in SETTINGS {
+            (s.set)(&mut options, s.default).expect("every default is a valid value");
+        }
+        options
+    }
+}
+
+impl CairnOptions {
+    /// The settings of a session; `None` if it is not a Cairn session.
+    pub fn of(config: &SessionConfig) -> Option<&CairnOptions> {
+        config.options().extensions.get::<CairnOptions>()
+    }
+
+    /// Every key, with `cairn.` in front, and its description.
+    pub fn keys() -> impl Iterator<Item = (String, &'static str)> {
+        SETTINGS.iter().map(|s| (format!("cairn.{}", s.key), s.doc))
+    }
+
+    /// Whether `cairn.<key>` holds a credential, whose value is never shown.
+    pub fn is_secret(key: &str) -> bool {
+        SETTINGS.iter().any(|s| s.secret && s.key == key)
+    }
+
+    /// Whether `cairn.<key>` is a setting.
+    pub fn is_known(key: &str) -> bool {
+        SETTINGS.iter().any(|s| s.key == key)
+    }
+
+    /// The value of `cairn.<key>` as `SHOW` gives it (a secret as `********`).
+    pub fn get(&self, key: &str) -> crate::Result<String> {
+        match SETTINGS.iter().find(|s| s.key == key) {
+            Some(s) => Ok((s.get)(self)),
+            None => Err(unknown_setting(key)),
+        }
+    }
+
+    /// Sets `cairn.<key>`; a bad value is an error that changes nothing,
+    /// and an error about a secret does not repeat its value.
+    pub fn set_value(&mut self, key: &str, value: &str) -> crate::Result<()> {
+        let Some(setting) = SETTINGS.iter().find(|s| s.key == key) else {
+            return Err(unknown_setting(key));
+        };
+        let mut next = self.clone();
+        (setting.set)(&mut next, value).map_err(|why| {
+            let shown = if setting.secret {
+                String::new()
+            } else {
+                format!(" to '{value}'")
+            };
+            crate::Error::Config(format!("cannot set cairn.{key}{shown}: {why}"))
+        })?;
+        *self = next;
+        Ok(())
+    }
+
+    /// The checkpoint dir to use: the setting, or the default dir.
+    pub fn checkpoint_dir(&self) -> String {
+        if self.checkpoint_dir.is_empty() {
+            default_checkpoint_dir().display().to_string()
+        } else {
+            self.checkpoint_dir.clone()
+        }
+    }
+}
+
+fn unknown_setting(key: &str) -> crate::Error {
+    let known: Vec<String> = CairnOptions::keys().map(|(k, _)| k).collect();
+    crate::Error::Config(format!(
+        "unknown setting 'cairn.{key}'; the settings are {}",
+        known.join(", ")
+    ))
+}
+
+impl ConfigExtension for CairnOptions {
+    const PREFIX: &'static str = "cairn";
+}
+
+impl ExtensionOptions for CairnOptions {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn cloned(&self) -> Box<dyn ExtensionOptions> {
+        Box::new(self.clone())
+    }
+
+    /// Sets `key` (without `cairn.`); a bad value is an error that changes nothing.
+    fn set(&mut self, key: &str, value: &str) -> DfResult<()> {
+        self.set_value(key, value)
+            .map_err(|e| DataFusionError::Configuration(e.to_string()))
+    }
+
+    fn entries(&self) -> Vec<ConfigEntry> {
+        SETTINGS
+            .iter()
+            .map(|s| ConfigEntry {
+                key: format!("cairn.{}", s.key),
+                value: Some((s.get)(self)),
+                description: s.doc,
+            })
+            .collect()
+    }
+}
+
+/// The persistent dir used when none is given: `$CAIRN_CHECKPOINT_DIR`, else
+/// `$XDG_DATA_HOME/cairn/checkpoints`, else `~/.local/share/cairn/checkpoints`.
+pub fn default_checkpoint_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CAIRN_CHECKPOINT_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    data.join("cairn").join("checkpoints")
+}
+
+/// An empty value goes back to the environment's.
+fn given(value: &str) -> Option<String> {
+    Some(value.to_string()).filter(|v| !v.is_empty())
+}
+
+/// A secret as `SHOW` gives it: whether it is set, never its value.
+fn shown(secret: Option<&Secret>) -> String {
+    secret.map(|s| s.to_string()).unwrap_or_default()
+}
+
+/// A codec as it is written in `SET cairn.checkpoint_compression`.
+pub fn compression_name(c: Compression) -> String {
+    match c {
+        Compression::GZIP(l) => format!("gzip({})", l.compression_level()),
+        Compression::BROTLI(l) => format!("brotli({})", l.compression_level()),
+        Compression::ZSTD(l) => format!("zstd({})", l.compression_level()),
+        other => other.to_string().to_ascii_lowercase(),
+    }
+}
+
+/// `'90 seconds'`, `'30 minutes'`, `'12 hours'`, `'7 days'`, `'0'`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let (number, unit) = text
+        .split_once(char::is_whitespace)
+        .ok_or_else(|| "write a number and a unit, e.g. '7 days'".to_string())?;
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("'{number}' is not a whole number"))?;
+    let seconds = match unit.trim().trim_end_matches('s') {
+        "second" | "sec" => 1,
+        "minute" | "min" => 60,
+        "hour" => 3600,
+        "day" => 86_400,
+        "week" => 604_800,
+        other => {
+            return Err(format!(
+                "unknown unit '{other}'; use seconds, minutes, hours, days or weeks"
+            ));
+        }
+    };
+    n.checked_mul(seconds)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("'{text}' is too long"))
+}
+
+fn format_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    for (unit, size) in [
+        ("week", 604_800),
+        ("day", 86_400),
+        ("hour", 3600),
+        ("minute", 60),
+    ] {
+        if s >= size && s.is_multiple_of(size) {
+            let n = s / size;
+            return format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+        }
+    }
+    format!("{s} seconds")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_and_print_back() {
+        for (text, secs) in [
+            ("7 days", 604_800),
+            ("1 hour", 3600),
+            ("90 seconds", 90),
+            ("0", 0),
+            ("2 weeks", 1_209_600),
+        ] {
+            let d = parse_duration(text).unwrap();
+            assert_eq!(d.as_secs(), secs, "{text}");
+        }
+        assert_eq!(format_duration(Duration::from_secs(604_800)), "1 week");
+        assert_eq!(format_duration(Duration::from_secs(7200)), "2 hours");
+        assert!(
+            parse_duration("soon")
+                .unwrap_err()
+                .contains("number and a unit")
+        );
+        assert!(
+            parse_duration("3 fortnights")
+                .unwrap_err()
+                .contains("unknown unit 'fortnight'")
+        );
+        assert!(parse_duration("99999999999999999 weeks").is_err());
+    }
+
+    #[test]
+    fn policies_parse_and_print() {
+        assert_eq!("Recompute".parse(), Ok(OnCorrupt::Recompute));
+        assert_eq!(" error ".parse(), Ok(OnCorrupt::Error));
+        assert!(
+            "retry"
+                .parse::<OnCorrupt>()
+                .unwrap_err()
+                .contains("'retry'")
+        );
+        assert_eq!(OnCorrupt::Recompute.to_string(), "recompute");
+    }
+
+    /// What `entries` shows can be set again: how settings travel to
+    /// another process.
+    #[test]
+    fn every_shown_value_sets_back_to_itself() {
+        let mut options = CairnOptions::default();
+        for (key, value) in [
+            ("checkpoint_compression", "zstd(3)"),
+            ("checkpoint_retention", "2 days"),
+            ("checkpoint_on_corrupt", "recompute"),
+            ("s3.allow_http", "false"),
+            ("s3.region", "eu-west-1"),
+        ] {
+            options.set_value(key, value).unwrap();
+        }
+        let mut copy = CairnOptions::default();
+        for entry in options.entries() {
+            let key = entry.key.strip_prefix("cairn.").unwrap();
+            if !CairnOptions::is_secret(key) {
+                copy.set_value(key, entry.value.as_deref().unwrap())
+                    .unwrap();
+            }
+        }
+        assert_eq!(copy, options);
+        assert_eq!(options.get("checkpoint_compression").unwrap(), "zstd(3)");
+    }
+
+    #[test]
+    fn secrets_never_show_and_failed_sets_change_nothing() {
+        let mut options = CairnOptions::default();
+        options
+            .set_value("s3.secret_access_key", "very-secret")
+            .unwrap();
+        let shown = format!("{options:?} {:?}", options.entries());
+        assert!(!shown.contains("very-secret"), "{shown}");
+        assert!(shown.contains("********"), "{shown}");
+        let before = options.clone();
+        let e = options
+            .set_value("checkpoint_retention", "soon")
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("cannot set cairn.checkpoint_retention to 'soon'"),
+            "{e}"
+        );
+        let e = options.set_value("nope", "1").unwrap_err().to_string();
+        assert!(
+            e.contains("unknown setting 'cairn.nope'") && e.contains("cairn.checkpoint_dir"),
+            "{e}"
+        );
+        assert!(!e.contains("cannot checkpoint"), "{e}");
+        assert_eq!(options, before);
+    }
+}

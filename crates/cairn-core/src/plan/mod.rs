@@ -1,0 +1,25 @@
+//! Planning checkpoints: the logical [`CheckpointNode`], its fingerprint
+//! and lineage, Cairn's optimizer rules, and the extension planner that
+//! turns each node into a scan of its committed checkpoint or a
+//! [`CheckpointExec`](crate::exec::CheckpointExec) that writes it.
+//!
+//! Planning reads the store (is this checkpoint committed?) but never
+//! writes to it: writing happens when a plan runs.
+
+mod fingerprint;
+mod lineage;
+mod materialize;
+mod node;
+mod optimizer;
+mod planner;
+
+pub use fingerprint::{fingerprint, is_volatile, sources_changed};
+pub use lineage::{decode_lineage, lineage_of};
+pub use materialize::{checkpoint_now, scan_plan};
+pub use node::CheckpointNode;
+pub use optimizer::{
+    ComposeStackedProjections, KeepFiltersAboveCheckpoints, NullAwareConstantNotIn, optimizer_rules,
+};
+pub use planner::{CairnQueryPlanner, CheckpointPlanner};
+
+pub(crate) use materialize::not_cairn;

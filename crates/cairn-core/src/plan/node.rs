@@ -1,0 +1,182 @@
+//! `CheckpointNode`: the logical operator that cuts a plan's lineage.
+//!
+//! It is an opaque boundary: no filter, projection or limit is pushed
+//! through it. It carries what planning needs (kind, name, dir, the input
+//! as the user gave it) and a stable id; the run-once state every copy of
+//! it shares is the execution side's [`CheckpointRun`].
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use datafusion::common::DFSchemaRef;
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::{Expr, Extension, LogicalPlan, UserDefinedLogicalNodeCore};
+
+use crate::error::{Error, Result};
+use crate::exec::{CheckpointKind, CheckpointRun};
+
+/// The logical checkpoint operator.
+#[derive(Debug, Clone)]
+pub struct CheckpointNode {
+    input: LogicalPlan,
+    /// The same for every copy of this node: its identity.
+    id: u128,
+    kind: CheckpointKind,
+    /// Bound to the checkpoint in its dir once it is committed.
+    name: Option<String>,
+    /// The checkpoint dir, as a URL; `None`: the session's current one.
+    dir: Option<String>,
+    /// The input as the user gave it: fingerprinted before optimization,
+    /// whose generated names differ from run to run.
+    original: Arc<LogicalPlan>,
+    run: Arc<CheckpointRun>,
+}
+
+impl CheckpointNode {
+    /// A checkpoint of `input`, which must have distinct column names
+    /// (Parquet matches columns by name).
+    pub fn try_new(
+        input: LogicalPlan,
+        kind: CheckpointKind,
+        name: Option<String>,
+        dir: Option<String>,
+    ) -> Result<Self> {
+        check_column_names(&input)?;
+        Ok(Self {
+            original: Arc::new(input.clone()),
+            input,
+            id: uuid::Uuid::new_v4().as_u128(),
+            kind,
+            name,
+            dir,
+            run: CheckpointRun::new(),
+        })
+    }
+
+    /// The node as a plan.
+    pub fn into_plan(self) -> LogicalPlan {
+        LogicalPlan::Extension(Extension {
+            node: Arc::new(self),
+        })
+    }
+
+    /// The node's identity, shared by its copies.
+    pub fn id(&self) -> u128 {
+        self.id
+    }
+
+    /// Reliable or local.
+    pub fn kind(&self) -> CheckpointKind {
+        self.kind
+    }
+
+    /// The name it is bound to once committed, if any.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The checkpoint dir it is written to; `None`: the session's current one.
+    pub fn dir(&self) -> Option<&str> {
+        self.dir.as_deref()
+    }
+
+    /// The input, as the optimizer has it now.
+    pub fn input(&self) -> &LogicalPlan {
+        &self.input
+    }
+
+    /// The input as the user gave it.
+    pub fn original(&self) -> &LogicalPlan {
+        &self.original
+    }
+
+    /// The run-once state every plan of this node shares.
+    pub fn run(&self) -> &Arc<CheckpointRun> {
+        &self.run
+    }
+}
+
+impl PartialEq for CheckpointNode {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id && self.input == other.input
+    }
+}
+
+impl Eq for CheckpointNode {}
+
+impl Hash for CheckpointNode {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.id.hash(state);
+        self.input.hash(state);
+    }
+}
+
+impl PartialOrd for CheckpointNode {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        match self.id.cmp(&other.id) {
+            Ordering::Equal => self.input.partial_cmp(&other.input),
+            unequal => Some(unequal),
+        }
+    }
+}
+
+impl UserDefinedLogicalNodeCore for CheckpointNode {
+    fn name(&self) -> &str {
+        "Checkpoint"
+    }
+
+    fn inputs(&self) -> Vec<&LogicalPlan> {
+        vec![&self.input]
+    }
+
+    fn schema(&self) -> &DFSchemaRef {
+        self.input.schema()
+    }
+
+    fn expressions(&self) -> Vec<Expr> {
+        vec![]
+    }
+
+    // Stable text: it is part of the fingerprint of plans above this node.
+    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "Checkpoint: kind={}, lazy", self.kind)
+    }
+
+    fn with_exprs_and_inputs(
+        &self,
+        _exprs: Vec<Expr>,
+        mut inputs: Vec<LogicalPlan>,
+    ) -> datafusion::error::Result<Self> {
+        let (Some(input), true) = (inputs.pop(), inputs.is_empty()) else {
+            return Err(DataFusionError::Internal(
+                "Checkpoint needs one input".into(),
+            ));
+        };
+        Ok(Self {
+            input,
+            id: self.id,
+            kind: self.kind,
+            name: self.name.clone(),
+            dir: self.dir.clone(),
+            original: Arc::clone(&self.original),
+            run: Arc::clone(&self.run),
+        })
+    }
+}
+
+/// Parquet columns are matched by name, so a checkpoint needs distinct ones.
+fn check_column_names(plan: &LogicalPlan) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for field in plan.schema().fields() {
+        if !seen.insert(field.name()) {
+            return Err(Error::Unsupported(format!(
+                "column name '{0}' appears more than once; give each column of a checkpoint \
+                 a distinct name (e.g. SELECT a.{0}, b.{0} AS b_{0} ...)",
+                field.name()
+            )));
+        }
+    }
+    Ok(())
+}
