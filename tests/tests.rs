@@ -16,6 +16,7 @@
 //! - `races`: concurrent writers of one checkpoint: one commit wins, both answer
 //! - `lifecycle`: named, unnamed and orphaned checkpoints live as long as they should
 //! - `s3`: the same on a real S3-compatible server, and secrets that never show
+//! - `settings`: `cairn.*` through DataFusion's config; planning writes nothing
 
 mod common;
 
@@ -34,3 +35,4 @@ mod resume;
 mod reuse;
 mod roundtrip;
 mod s3;
+mod settings;

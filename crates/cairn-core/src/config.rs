@@ -331,7 +331,7 @@ impl CairnOptions {
     }
 
     /// The value of `cairn.<key>` as `SHOW` gives it (a secret as `********`).
-    pub fn get(&self, key: &str) -> crate::Result<String> {
+    pub fn get(&self, key: &str) -> crate::error::Result<String> {
         match SETTINGS.iter().find(|s| s.key == key) {
             Some(s) => Ok((s.get)(self)),
             None => Err(unknown_setting(key)),
@@ -340,7 +340,7 @@ impl CairnOptions {
 
     /// Sets `cairn.<key>`; a bad value is an error that changes nothing,
     /// and an error about a secret does not repeat its value.
-    pub fn set_value(&mut self, key: &str, value: &str) -> crate::Result<()> {
+    pub fn set_value(&mut self, key: &str, value: &str) -> crate::error::Result<()> {
         let Some(setting) = SETTINGS.iter().find(|s| s.key == key) else {
             return Err(unknown_setting(key));
         };
@@ -351,7 +351,7 @@ impl CairnOptions {
             } else {
                 format!(" to '{value}'")
             };
-            crate::Error::Config(format!("cannot set cairn.{key}{shown}: {why}"))
+            crate::error::Error::Config(format!("cannot set cairn.{key}{shown}: {why}"))
         })?;
         *self = next;
         Ok(())
@@ -367,9 +367,9 @@ impl CairnOptions {
     }
 }
 
-fn unknown_setting(key: &str) -> crate::Error {
+fn unknown_setting(key: &str) -> crate::error::Error {
     let known: Vec<String> = CairnOptions::keys().map(|(k, _)| k).collect();
-    crate::Error::Config(format!(
+    crate::error::Error::Config(format!(
         "unknown setting 'cairn.{key}'; the settings are {}",
         known.join(", ")
     ))

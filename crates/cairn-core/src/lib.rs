@@ -35,6 +35,8 @@ mod context;
 mod dataframe;
 mod error;
 pub mod exec;
+#[cfg(test)]
+mod layers;
 mod periodic;
 pub mod plan;
 pub mod store;

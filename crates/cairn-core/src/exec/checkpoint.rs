@@ -19,32 +19,8 @@ use datafusion::physical_plan::{
 };
 use futures::{StreamExt, TryStreamExt};
 
-use super::materialized::{CheckpointKind, CheckpointRun, Materialized};
-use super::write::WriteMetrics;
-use crate::config::WriteOptions;
-use crate::store::CheckpointStore;
-use crate::store::manifest::{Fingerprint, Lineage};
-
-/// What planning decided about one checkpoint: where and how it is
-/// written, its id, and the lineage its manifest keeps.
-#[derive(Debug)]
-pub struct CheckpointTask {
-    /// Reliable or local.
-    pub kind: CheckpointKind,
-    /// The checkpoint dir (reliable checkpoints).
-    pub store: Arc<CheckpointStore>,
-    /// The id, and what it was derived from.
-    pub fingerprint: Fingerprint,
-    /// The plan the checkpoint replaces.
-    pub lineage: Lineage,
-    /// Bound to the checkpoint in its dir once it is committed.
-    pub name: Option<String>,
-    /// How files are encoded.
-    pub options: WriteOptions,
-    /// A damaged checkpoint of this id is committed and is to be written
-    /// again (`cairn.checkpoint_on_corrupt = 'recompute'`).
-    pub replace_damaged: bool,
-}
+use super::materialized::{CheckpointRun, Materialized};
+use super::task::{CheckpointKind, CheckpointTask, WriteMetrics};
 
 /// Runs its input once, all partitions at once, into a checkpoint, then
 /// serves the checkpoint. Nothing is returned before the checkpoint is

@@ -30,8 +30,7 @@ use datafusion::physical_plan::{
 };
 use futures::{StreamExt, TryStreamExt, stream};
 
-use super::checkpoint::CheckpointTask;
-use super::write::WriteMetrics;
+use super::task::{CheckpointTask, WriteMetrics};
 use crate::error::{Error, Result};
 
 /// A piece of one partition of a local checkpoint, in order.

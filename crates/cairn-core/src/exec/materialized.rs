@@ -11,29 +11,11 @@ use datafusion::physical_plan::ExecutionPlan;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared, WeakShared};
 
-use super::checkpoint::CheckpointTask;
 use super::local::{LocalCheckpoint, LocalCheckpointTable};
 use super::scan::CheckpointTable;
-use super::write::{WriteMetrics, write_checkpoint};
+use super::task::{CheckpointKind, CheckpointTask, WriteMetrics};
+use super::write::write_checkpoint;
 use crate::error::Result;
-
-/// Where a checkpoint is kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum CheckpointKind {
-    /// Parquet in the checkpoint dir: survives crashes, reusable by later runs.
-    Reliable,
-    /// Arrow batches in process memory (spilling to local disk): not durable.
-    Local,
-}
-
-impl fmt::Display for CheckpointKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            CheckpointKind::Reliable => "reliable",
-            CheckpointKind::Local => "local",
-        })
-    }
-}
 
 /// A checkpoint that has been written (or found already written).
 #[derive(Debug, Clone)]

@@ -10,10 +10,11 @@ mod checkpoint;
 mod local;
 mod materialized;
 mod scan;
+mod task;
 mod write;
 
-pub use checkpoint::{CheckpointExec, CheckpointTask, PlanObserver, PlanObservers, PlanWatch};
+pub use checkpoint::{CheckpointExec, PlanObserver, PlanObservers, PlanWatch};
 pub use local::{LocalCheckpoint, LocalCheckpointExec, LocalCheckpointTable};
-pub use materialized::{CheckpointKind, CheckpointRun, Materialized};
+pub use materialized::{CheckpointRun, Materialized};
 pub use scan::CheckpointTable;
-pub use write::WriteMetrics;
+pub use task::{CheckpointKind, CheckpointTask, WriteMetrics};

@@ -14,50 +14,16 @@ use datafusion::parquet::errors::ParquetError;
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::physical_expr::LexOrdering;
 use datafusion::physical_expr::expressions::Column;
-use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet, MetricBuilder};
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::{
     ExecutionPlan, ExecutionPlanProperties, Partitioning, SendableRecordBatchStream,
 };
 use futures::StreamExt;
 
-use super::checkpoint::CheckpointTask;
+use super::task::{CheckpointTask, WriteMetrics};
 use crate::error::{Error, Result};
 use crate::store::CheckpointStore;
 use crate::store::manifest::{DataFile, FORMAT_VERSION, Manifest, SchemaInfo, SortColumn};
-
-/// What a write reports: rows, files and bytes written.
-#[derive(Debug, Clone)]
-pub struct WriteMetrics {
-    rows: Count,
-    files: Count,
-    bytes: Count,
-}
-
-impl WriteMetrics {
-    /// Metrics registered in `metrics` (an operator's metrics set).
-    pub fn new(metrics: &ExecutionPlanMetricsSet) -> Self {
-        Self {
-            rows: MetricBuilder::new(metrics).global_counter("rows_written"),
-            files: MetricBuilder::new(metrics).global_counter("files_written"),
-            bytes: MetricBuilder::new(metrics).global_counter("bytes_written"),
-        }
-    }
-
-    /// Rows written so far.
-    pub fn rows(&self) -> usize {
-        self.rows.value()
-    }
-
-    /// Bytes written so far.
-    pub fn bytes(&self) -> usize {
-        self.bytes.value()
-    }
-
-    pub(crate) fn add_rows(&self, n: usize) {
-        self.rows.add(n);
-    }
-}
 
 /// Runs `input` once and commits its result as the checkpoint `task`
 /// describes. If another writer commits the same id first, its checkpoint

@@ -28,11 +28,7 @@ const USED_FILE: &str = "_last_used";
 /// Readers of each checkpoint in this process, by (dir, id).
 static LIVE: LazyLock<Mutex<HashMap<(String, String), usize>>> = LazyLock::new(Default::default);
 
-/// When this process last recorded a use of each checkpoint, by (dir, id).
-static RECORDED: LazyLock<Mutex<HashMap<(String, String), Instant>>> =
-    LazyLock::new(Default::default);
-
-/// A use is recorded at most this often per checkpoint and process: last
+/// A use is recorded at most this often per checkpoint and store: last
 /// use only needs to be as precise as retention periods are long.
 const RECORD_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -89,13 +85,12 @@ impl CheckpointStore {
     }
 
     /// Records that checkpoint `id` is being read now (at most once a
-    /// minute per checkpoint and process: retention periods are long).
+    /// minute per checkpoint and store: retention periods are long).
     pub async fn record_use(&self, id: &str) -> Result<()> {
-        let key = (self.url().to_string(), id.to_string());
         {
-            let recorded = RECORDED.lock().expect("use registry poisoned");
+            let recorded = self.recorded.lock().expect("use registry poisoned");
             if recorded
-                .get(&key)
+                .get(id)
                 .is_some_and(|at| at.elapsed() < RECORD_INTERVAL)
             {
                 return Ok(());
@@ -112,11 +107,10 @@ impl CheckpointStore {
     /// Notes that checkpoint `id` was used now without writing it down: a
     /// checkpoint just committed has its manifest's time as its last use.
     pub(crate) fn recorded_use(&self, id: &str) {
-        let key = (self.url().to_string(), id.to_string());
-        RECORDED
+        self.recorded
             .lock()
             .expect("use registry poisoned")
-            .insert(key, Instant::now());
+            .insert(id.to_string(), Instant::now());
     }
 
     /// Whether checkpoint `id` is unused: no name in `named` binds it and
@@ -152,10 +146,10 @@ impl CheckpointStore {
     /// Removes checkpoint `id`: the manifest first, so that it is never
     /// seen half-removed, then its files.
     pub async fn delete_checkpoint(&self, id: &str) -> Result<u64> {
-        RECORDED
+        self.recorded
             .lock()
             .expect("use registry poisoned")
-            .remove(&(self.url().to_string(), id.to_string()));
+            .remove(id);
         let manifest = Self::file_path(id, MANIFEST_FILE);
         match self.object_store().delete(&manifest).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}

@@ -49,6 +49,8 @@ pub struct CheckpointStore {
     object_store_url: ObjectStoreUrl,
     /// Set once a remote dir took a create-only write.
     writable: tokio::sync::OnceCell<()>,
+    /// When this store last recorded a use of each checkpoint, by id.
+    recorded: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 /// Shows the dir only: a remote store holds credentials.
@@ -96,6 +98,7 @@ impl CheckpointStore {
             local_root,
             object_store_url,
             writable: tokio::sync::OnceCell::new(),
+            recorded: Mutex::default(),
         });
         let mut opened = OPENED.lock().expect("store registry poisoned");
         opened.retain(|_, s| s.strong_count() > 0);
