@@ -3,6 +3,8 @@
 
 use cairn::prelude::*;
 
+use cairn::{CheckpointKind, Materialize};
+
 use crate::common::{dir_ctx, memory_ctx};
 
 fn files_under(dir: &std::path::Path) -> Vec<String> {
@@ -105,19 +107,74 @@ async fn a_failing_input_commits_nothing_and_leaves_no_files() {
     );
 }
 
+/// A join's two `id` columns are told apart by their qualifiers: an
+/// unnamed checkpoint keeps both (stored under distinct names, read back
+/// under theirs), as a derived table does; a named one is a table, whose
+/// columns need distinct names, so it is refused with the fix.
 #[tokio::test]
-async fn duplicate_column_names_are_refused_with_a_fix() {
+async fn duplicate_column_names_are_kept_apart_or_refused_with_a_fix() {
     let ctx = memory_ctx();
-    let df = ctx
-        .sql("SELECT * FROM (SELECT 1 AS id) a JOIN (SELECT 1 AS id) b ON a.id = b.id")
+    let join = "SELECT * FROM (SELECT 1 AS id, 'x' AS v) a JOIN (SELECT 1 AS id, 2 AS w) b \
+                ON a.id = b.id";
+    for df in [
+        ctx.sql(join).await.unwrap().checkpoint().await.unwrap(),
+        ctx.sql(join)
+            .await
+            .unwrap()
+            .local_checkpoint()
+            .await
+            .unwrap(),
+        ctx.sql(join).await.unwrap().checkpoint_lazy().unwrap(),
+    ] {
+        let rows =
+            crate::common::cells(df.select_exprs(&["a.id", "b.id", "v", "w"]).unwrap()).await;
+        assert_eq!(rows, vec![vec!["1", "1", "x", "2"]]);
+    }
+    let session = cairn::Session::new(ctx.clone()).unwrap();
+    let inline = session
+        .sql(&format!(
+            "SELECT count(*), sum(t.w) FROM CHECKPOINT({join}) AS t"
+        ))
         .await
         .unwrap();
-    let err = df.checkpoint().await.unwrap_err().to_string();
+    assert_eq!(inline[0].num_rows(), 1);
+    let df = ctx.sql(join).await.unwrap();
+    let err = ctx
+        .checkpoint_table("j", df, CheckpointKind::Reliable, Materialize::Eager, false)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("column name 'id' appears more than once"),
         "{err}"
     );
     assert!(err.contains("AS b_id"), "{err}");
+}
+
+/// Found by running every query of DataFusion's tests through
+/// CHECKPOINT(...): a decimal of negative scale was written until Parquet
+/// refused it, and the error blamed the disk ("free space or choose another
+/// dir"). It is refused before anything runs, naming the column.
+#[tokio::test]
+async fn a_type_parquet_cannot_store_is_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = dir_ctx(dir.path());
+    ctx.sql("SET datafusion.sql_parser.parse_float_as_decimal = true")
+        .await
+        .unwrap();
+    let df = ctx.sql("SELECT 1.23e3 AS x").await.unwrap();
+    let err = df.clone().checkpoint().await.unwrap_err().to_string();
+    assert!(
+        err.contains("cannot checkpoint this plan: column 'x' has type Decimal128(3, -1)"),
+        "{err}"
+    );
+    assert!(err.contains("LOCAL CHECKPOINT"), "{err}");
+    assert!(!err.contains("free space"), "{err}");
+    assert_eq!(files_under(dir.path()), Vec::<String>::new());
+    assert_eq!(
+        df.local_checkpoint().await.unwrap().count().await.unwrap(),
+        1
+    );
 }
 
 #[tokio::test]

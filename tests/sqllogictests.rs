@@ -7,6 +7,10 @@
 //!   read from the `datafusion-sqllogictest` crate, to show Cairn keeps
 //!   DataFusion's SQL intact.
 //!
+//! Every query of both is also run as `CHECKPOINT(query)` (`slt/inline.rs`):
+//! the inline operator must take what a derived table takes and answer the
+//! same rows.
+//!
 //! ```text
 //! cargo test --test sqllogictests                 # everything
 //! cargo test --test sqllogictests -- checkpoint   # files whose path contains "checkpoint"
@@ -16,6 +20,7 @@
 mod slt {
     pub mod db;
     pub mod files;
+    pub mod inline;
     pub mod normalize;
 }
 
@@ -79,8 +84,9 @@ fn main() -> ExitCode {
             }
         }
     }
+    println!("\n{}", slt::inline::summary());
     println!(
-        "\n{} files, {} failed, in {:.1?}",
+        "{} files, {} failed, in {:.1?}",
         files.len(),
         failures.len(),
         started.elapsed()

@@ -22,6 +22,8 @@ pub enum Flavor {
 pub struct CairnDb {
     session: Session,
     flavor: Flavor,
+    /// Every query is also checked through `CHECKPOINT(...)`: see `inline`.
+    inline: bool,
 }
 
 /// Errors as the files expect them: DataFusion's carry its prefix.
@@ -62,7 +64,11 @@ impl CairnDb {
         let session = Session::new(ctx).map_err(|e| DbError {
             message: e.to_string(),
         })?;
-        Ok(Self { session, flavor })
+        Ok(Self {
+            session,
+            flavor,
+            inline: true,
+        })
     }
 
     fn error(&self, e: cairn::Error) -> DbError {
@@ -98,7 +104,13 @@ impl sqllogictest::AsyncDB for CairnDb {
     type ColumnType = ColumnKind;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<ColumnKind>, DbError> {
-        self.run_script(sql).await.map_err(|e| self.error(e))
+        let output = self.run_script(sql).await;
+        if self.inline {
+            super::inline::check(&self.session, sql, &output)
+                .await
+                .map_err(|message| DbError { message })?;
+        }
+        output.map_err(|e| self.error(e))
     }
 
     async fn shutdown(&mut self) {}

@@ -3,15 +3,19 @@
 //!
 //! sqlparser 0.62 parses `CHECKPOINT((SELECT ...))` but rejects
 //! `CHECKPOINT(SELECT ...)`. [`CairnDialect`] wraps any dialect, forwards
-//! every behaviour to it, and parses a `SELECT`/`WITH` that directly
-//! follows `CHECKPOINT(` as a subquery, so both forms give the same tree.
+//! every behaviour to it, and parses any query that directly follows
+//! `CHECKPOINT(` (`SELECT`, `WITH`, `VALUES`, `TABLE`, a parenthesized set
+//! operation) as a subquery, so both forms give the same tree.
+//! (Before it tries an argument as an expression, sqlparser tries it as a
+//! named argument, which `SELECT value ...` happens to fit; the wrapper
+//! refuses that reading.)
 
 use std::any::TypeId;
 use std::iter::Peekable;
 use std::str::Chars;
 
 use datafusion::sql::sqlparser::ast::{
-    ColumnOption, Expr, GranteesType, Ident, ObjectNamePart, Statement,
+    ColumnOption, Expr, GranteesType, Ident, ObjectNamePart, Query, SetExpr, Statement,
 };
 use datafusion::sql::sqlparser::dialect::{Dialect, Precedence};
 use datafusion::sql::sqlparser::keywords::Keyword;
@@ -34,31 +38,107 @@ impl CairnDialect {
     }
 }
 
-/// True when the parser stands at a `SELECT` or `WITH` right after
-/// `CHECKPOINT(`.
-fn at_bare_checkpoint_query(parser: &Parser) -> bool {
-    let starts_query = matches!(
-        &parser.peek_token_ref().token,
-        Token::Word(w) if w.keyword == Keyword::SELECT || w.keyword == Keyword::WITH
-    );
-    if !starts_query {
-        return false;
-    }
-    // The two tokens before, whitespace and comments skipped.
-    let mut seen = Vec::with_capacity(2);
+/// The last `n` tokens the parser has consumed, latest first, whitespace
+/// and comments skipped.
+fn tokens_before(parser: &Parser, n: usize) -> Vec<Token> {
+    let mut seen = Vec::with_capacity(n);
     let mut i = parser.get_current_index() as isize;
-    while i >= 0 && seen.len() < 2 {
+    while i >= 0 && seen.len() < n {
         let token = &parser.token_at(i as usize).token;
         if !matches!(token, Token::Whitespace(_)) {
             seen.push(token.clone());
         }
         i -= 1;
     }
-    matches!(
-        seen.as_slice(),
-        [Token::LParen, Token::Word(w)]
-            if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(CHECKPOINT_RELATION)
-    )
+    seen
+}
+
+fn is_checkpoint(token: &Token) -> bool {
+    matches!(token, Token::Word(w)
+        if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(CHECKPOINT_RELATION))
+}
+
+fn is_query_start(token: &Token) -> bool {
+    matches!(token, Token::Word(w) if w.keyword == Keyword::SELECT || w.keyword == Keyword::WITH)
+}
+
+/// A token that starts a query only sometimes: `(SELECT ...) UNION ...`,
+/// `VALUES (...)`, `TABLE t` (but `(1 + 2)` is an expression).
+fn may_start_query(token: &Token) -> bool {
+    matches!(token, Token::LParen)
+        || matches!(token, Token::Word(w) if w.keyword == Keyword::VALUES || w.keyword == Keyword::TABLE)
+}
+
+/// True when the parser stands right after `CHECKPOINT(`.
+fn at_checkpoint_argument(parser: &Parser) -> bool {
+    matches!(tokens_before(parser, 2).as_slice(),
+        [Token::LParen, name] if is_checkpoint(name))
+}
+
+/// `((q))` is `q`: parentheses around a whole query change nothing, and
+/// without them `CHECKPOINT((q))` and `CHECKPOINT(q)` would differ.
+fn without_redundant_parentheses(mut query: Box<Query>) -> Box<Query> {
+    loop {
+        let redundant = query.with.is_none()
+            && query.order_by.is_none()
+            && query.limit_clause.is_none()
+            && query.fetch.is_none()
+            && query.locks.is_empty()
+            && query.for_clause.is_none()
+            && query.settings.is_none()
+            && query.format_clause.is_none()
+            && query.pipe_operators.is_empty();
+        match *query.body {
+            SetExpr::Query(inner) if redundant => query = inner,
+            body => {
+                query.body = Box::new(body);
+                return query;
+            }
+        }
+    }
+}
+
+/// The query argument of `CHECKPOINT(...)`, when the parser stands at one:
+/// `Some(Ok)` parsed, `None` not a query here (an expression follows).
+fn checkpoint_query(parser: &mut Parser) -> Option<Result<Box<Query>, ParserError>> {
+    if !at_checkpoint_argument(parser) {
+        return None;
+    }
+    let next = parser.peek_token_ref().token.clone();
+    if is_query_start(&next) {
+        return Some(parser.parse_query().map(without_redundant_parentheses));
+    }
+    if !may_start_query(&next) {
+        return None;
+    }
+    // A whole query up to CHECKPOINT's closing parenthesis, or nothing.
+    let whole = parser.maybe_parse(|p| {
+        let query = p.parse_query()?;
+        if p.peek_token_ref().token == Token::RParen {
+            Ok(query)
+        } else {
+            p.expected(")", p.peek_token())
+        }
+    });
+    match whole {
+        Ok(Some(query)) => Some(Ok(without_redundant_parentheses(query))),
+        Ok(None) => None,
+        Err(e) => Some(Err(e)),
+    }
+}
+
+/// True when sqlparser is trying `CHECKPOINT(SELECT value ...)` as a named
+/// argument: it reads a function argument first as `name VALUE arg` (a
+/// key-value syntax of some dialects), with `SELECT` taken for the name and
+/// the column `value` for the operator. That reading is refused, so that
+/// the argument is parsed as the query it is.
+fn misread_as_named_argument(parser: &Parser) -> bool {
+    match tokens_before(parser, 4).as_slice() {
+        [Token::Word(value), start, Token::LParen, name] => {
+            value.keyword == Keyword::VALUE && is_query_start(start) && is_checkpoint(name)
+        }
+        _ => false,
+    }
 }
 
 macro_rules! forward_flags {
@@ -75,8 +155,13 @@ impl Dialect for CairnDialect {
     }
 
     fn parse_prefix(&self, parser: &mut Parser) -> Option<Result<Expr, ParserError>> {
-        if at_bare_checkpoint_query(parser) {
-            return Some(parser.parse_query().map(Expr::Subquery));
+        if let Some(query) = checkpoint_query(parser) {
+            return Some(query.map(Expr::Subquery));
+        }
+        if misread_as_named_argument(parser) {
+            return Some(Err(ParserError::ParserError(
+                "a query is not a named argument".into(),
+            )));
         }
         self.inner.parse_prefix(parser)
     }

@@ -89,6 +89,16 @@ impl fmt::Display for ParsedStatement {
     }
 }
 
+impl ParsedStatement {
+    /// The statement as sqlparser prints it back: equal for equal trees.
+    pub fn statement_text(&self) -> String {
+        match &self.statement {
+            Statement::DataFusion(s) => s.to_string(),
+            other => format!("{other:?}"),
+        }
+    }
+}
+
 /// Splits `sql` into statements and parses each.
 pub fn parse_script(sql: &str, dialect: &dyn Dialect) -> Result<Vec<ParsedStatement>> {
     let mut parser = DFParserBuilder::new(sql).with_dialect(dialect).build()?;
@@ -446,6 +456,31 @@ mod tests {
         assert_eq!(a.to_string(), b.to_string());
         // Elsewhere a bare SELECT is still not an expression.
         assert!(parse("SELECT abs(SELECT 1)").is_err());
+    }
+
+    /// sqlparser first reads `SELECT value ...` as the named argument
+    /// `SELECT VALUE <arg>`: these failed with "Expected: ), found: v".
+    #[test]
+    fn a_checkpointed_query_may_select_value() {
+        for query in [
+            "SELECT value AS v FROM generate_series(1, 10)",
+            "SELECT value FROM generate_series(1, 10)",
+            "SELECT value",
+            "WITH value AS (SELECT 1 AS x) SELECT x FROM value",
+            "SELECT value.x FROM (SELECT 1 AS x) AS value",
+        ] {
+            let bare = parse(&format!("SELECT count(*) FROM CHECKPOINT({query}) AS t"))
+                .unwrap_or_else(|e| panic!("{query}: {e}"));
+            let wrapped = parse(&format!("SELECT count(*) FROM CHECKPOINT(({query})) AS t"))
+                .unwrap_or_else(|e| panic!("({query}): {e}"));
+            assert_eq!(
+                bare[0].statement_text(),
+                wrapped[0].statement_text(),
+                "{query}"
+            );
+        }
+        // A named argument elsewhere still parses as one.
+        assert!(parse("SELECT * FROM f(a VALUE 1)").is_ok());
     }
 
     #[test]

@@ -16,7 +16,9 @@ use super::{CheckpointSchema, LazyCheckpointTable};
 use crate::config::CairnOptions;
 use crate::error::{Error, Result};
 use crate::exec::{CheckpointKind, CheckpointTable, LocalCheckpointTable, Materialized};
-use crate::plan::{CheckpointNode, checkpoint_now, decode_lineage, lineage_of, sources_changed};
+use crate::plan::{
+    CheckpointNode, check_column_names, checkpoint_now, decode_lineage, lineage_of, sources_changed,
+};
 use crate::store::lifecycle::VacuumReport;
 use crate::store::manifest::{Lineage, Manifest};
 use crate::store::names::validate_name;
@@ -187,6 +189,7 @@ impl CheckpointSchema {
         replace: bool,
     ) -> Result<CheckpointInfo> {
         validate_name(name)?;
+        check_column_names(df.logical_plan())?;
         if !replace && self.table_exist(name) {
             return Err(Error::Name(format!(
                 "table '{name}' already exists; use {} to replace it",

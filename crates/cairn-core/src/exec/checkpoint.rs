@@ -157,13 +157,16 @@ impl ExecutionPlan for CheckpointExec {
             WriteMetrics::new(&self.metrics),
         );
         let shared_scan = Arc::clone(&self.scan);
+        let schema = self.schema();
         let stream = futures::stream::once(async move {
             let materialized = write.await.map_err(DataFusionError::Shared)?;
             let scan = {
                 let mut scan = shared_scan.lock().expect("checkpoint scan poisoned");
                 match scan.as_ref() {
                     Some(s) => Arc::clone(s),
-                    None => Arc::clone(scan.insert(materialized.scan_exec(Some(partitions))?)),
+                    None => Arc::clone(
+                        scan.insert(materialized.scan_exec_as(&schema, Some(partitions))?),
+                    ),
                 }
             };
             scan.execute(partition, context)

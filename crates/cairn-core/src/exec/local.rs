@@ -30,7 +30,7 @@ use datafusion::physical_plan::{
 };
 use futures::{StreamExt, TryStreamExt, stream};
 
-use super::task::{CheckpointTask, WriteMetrics};
+use super::task::{CheckpointTask, WriteMetrics, renamed, storable_schema};
 use crate::error::{Error, Result};
 
 /// A piece of one partition of a local checkpoint, in order.
@@ -73,7 +73,7 @@ impl LocalCheckpoint {
         ctx: Arc<TaskContext>,
         written: &WriteMetrics,
     ) -> Result<Self> {
-        let schema = input.schema();
+        let schema = storable_schema(&input.schema());
         let n = input.output_partitioning().partition_count();
         let metrics = ExecutionPlanMetricsSet::new();
         let mut tasks = JoinSet::new();
@@ -87,9 +87,9 @@ impl LocalCheckpoint {
                 SpillMetrics::new(&metrics, p),
                 Arc::clone(&schema),
             );
-            let written = written.clone();
+            let (written, schema) = (written.clone(), Arc::clone(&schema));
             tasks.spawn(async move {
-                collect_partition(stream, reservation, spill, &written)
+                collect_partition(stream, &schema, reservation, spill, &written)
                     .await
                     .map(|r| (p, r))
             });
@@ -138,6 +138,7 @@ impl LocalCheckpoint {
 
 async fn collect_partition(
     mut stream: SendableRecordBatchStream,
+    schema: &SchemaRef,
     reservation: MemoryReservation,
     spill: SpillManager,
     written: &WriteMetrics,
@@ -146,7 +147,7 @@ async fn collect_partition(
     let mut spilling = None;
     let mut rows = 0;
     while let Some(batch) = stream.next().await {
-        let batch = batch?;
+        let batch = renamed(&batch?, schema)?;
         if batch.num_rows() == 0 {
             continue;
         }

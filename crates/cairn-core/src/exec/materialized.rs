@@ -4,10 +4,14 @@
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::datasource::TableProvider;
 use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::projection::ProjectionExec;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared, WeakShared};
 
@@ -59,15 +63,41 @@ impl Materialized {
         }
     }
 
-    /// A scan of the whole checkpoint in `partitions` partitions.
-    pub(crate) fn scan_exec(
+    /// A scan of the whole checkpoint in `partitions` partitions, whose
+    /// columns carry the names of `schema` (the input it replaces, whose
+    /// names may repeat where the checkpoint's cannot).
+    pub(crate) fn scan_exec_as(
         &self,
+        schema: &SchemaRef,
         partitions: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        match self {
-            Materialized::Reliable(t) => t.scan_exec(None, None, None, partitions),
-            Materialized::Local(t) => t.scan_exec(None, partitions),
+        let scan = match self {
+            Materialized::Reliable(t) => t.scan_exec(None, None, None, partitions)?,
+            Materialized::Local(t) => t.scan_exec(None, partitions)?,
+        };
+        let scanned = scan.schema();
+        let same_names = scanned.fields().len() == schema.fields().len()
+            && scanned
+                .fields()
+                .iter()
+                .zip(schema.fields())
+                .all(|(a, b)| a.name() == b.name());
+        if same_names {
+            return Ok(scan);
         }
+        let exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = scanned
+            .fields()
+            .iter()
+            .zip(schema.fields())
+            .enumerate()
+            .map(|(i, (stored, wanted))| {
+                (
+                    Arc::new(Column::new(stored.name(), i)) as _,
+                    wanted.name().clone(),
+                )
+            })
+            .collect();
+        Ok(Arc::new(ProjectionExec::try_new(exprs, scan)?))
     }
 }
 

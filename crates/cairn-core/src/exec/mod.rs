@@ -17,4 +17,4 @@ pub use checkpoint::{CheckpointExec, PlanObserver, PlanObservers, PlanWatch};
 pub use local::{LocalCheckpoint, LocalCheckpointExec, LocalCheckpointTable};
 pub use materialized::{CheckpointRun, Materialized};
 pub use scan::CheckpointTable;
-pub use task::{CheckpointKind, CheckpointTask, WriteMetrics};
+pub use task::{CheckpointKind, CheckpointTask, WriteMetrics, storable_schema};

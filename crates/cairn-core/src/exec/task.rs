@@ -1,8 +1,13 @@
 //! What planning hands the operators about one checkpoint: its kind, where
 //! and how it is written ([`CheckpointTask`]), and what a write reports.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
+
+use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::error::ArrowError;
 
 use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet, MetricBuilder};
 
@@ -80,4 +85,42 @@ impl WriteMetrics {
     pub(crate) fn add_rows(&self, n: usize) {
         self.rows.add(n);
     }
+}
+
+/// `schema` with distinct column names, as Parquet (and a table) needs
+/// them: a name seen before gets a suffix (`id`, `id_2`). A join's two
+/// `id` columns are told apart by their qualifiers in the plan; the
+/// checkpoint keeps them by position, and its readers give the plan's names
+/// back.
+pub fn storable_schema(schema: &SchemaRef) -> SchemaRef {
+    let mut taken: HashSet<String> = HashSet::new();
+    let names: Vec<&String> = schema.fields().iter().map(|f| f.name()).collect();
+    if names.iter().collect::<HashSet<_>>().len() == names.len() {
+        return Arc::clone(schema);
+    }
+    let all: HashSet<&str> = names.iter().map(|n| n.as_str()).collect();
+    let fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let mut name = f.name().clone();
+            let mut n = 1;
+            while taken.contains(&name) || (n > 1 && all.contains(name.as_str())) {
+                n += 1;
+                name = format!("{}_{n}", f.name());
+            }
+            taken.insert(name.clone());
+            f.as_ref().clone().with_name(name)
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// `batch` under `schema`: the same columns, other names.
+pub(crate) fn renamed(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+    if batch.schema_ref() == schema {
+        return Ok(batch.clone());
+    }
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(Arc::clone(schema), batch.columns().to_vec(), &options)
 }

@@ -10,7 +10,6 @@ use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::common::runtime::JoinSet;
 use datafusion::execution::TaskContext;
 use datafusion::parquet::arrow::{ArrowWriter, AsyncArrowWriter};
-use datafusion::parquet::errors::ParquetError;
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::physical_expr::LexOrdering;
 use datafusion::physical_expr::expressions::Column;
@@ -20,7 +19,7 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
-use super::task::{CheckpointTask, WriteMetrics};
+use super::task::{CheckpointTask, WriteMetrics, renamed, storable_schema};
 use crate::error::{Error, Result};
 use crate::store::CheckpointStore;
 use crate::store::manifest::{DataFile, FORMAT_VERSION, Manifest, SchemaInfo, SortColumn};
@@ -41,7 +40,7 @@ pub(crate) async fn write_checkpoint(
     let attempt = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
     let ordering = sort_columns(input.output_ordering());
     let input = parallelize(input, ctx.session_config().target_partitions());
-    let schema = input.schema();
+    let schema = storable_schema(&input.schema());
     let partitions = input.output_partitioning().partition_count();
     let names: Vec<String> = (0..partitions)
         .map(|p| format!("{attempt}-part-{p:05}.parquet"))
@@ -57,10 +56,10 @@ pub(crate) async fn write_checkpoint(
     for (p, name) in names.iter().enumerate() {
         let stream = input.execute(p, Arc::clone(&ctx))?;
         let (store, id, name, props) = (Arc::clone(store), id.clone(), name.clone(), props.clone());
-        let metrics = metrics.clone();
-        tasks.spawn(
-            async move { write_partition(&store, &id, &name, stream, props, &metrics).await },
-        );
+        let (metrics, schema) = (metrics.clone(), Arc::clone(&schema));
+        tasks.spawn(async move {
+            write_partition(&store, &id, &name, stream, &schema, props, &metrics).await
+        });
     }
     let mut files = Vec::new();
     let mut failure = None;
@@ -149,9 +148,11 @@ fn check_storable(schema: &SchemaRef, props: &WriterProperties) -> Result<()> {
         let Ok(batch) = RecordBatch::try_new(Arc::clone(&probe), vec![column]) else {
             continue;
         };
+        // Written to memory, so an error is about the type, never the I/O
+        // (a negative decimal scale, say, or a type not yet implemented).
         let written = ArrowWriter::try_new(Vec::new(), probe, Some(props.clone()))
             .and_then(|mut w| w.write(&batch).and_then(|()| w.close()));
-        if let Err(e @ ParquetError::NYI(_)) = written {
+        if let Err(e) = written {
             return Err(Error::Unsupported(format!(
                 "column '{}' has type {}, which Parquet cannot store ({e}); cast it, for \
                  example to a string, or use a LOCAL CHECKPOINT, which keeps it in memory",
@@ -201,10 +202,10 @@ async fn write_partition(
     id: &str,
     name: &str,
     mut stream: SendableRecordBatchStream,
+    schema: &SchemaRef,
     props: WriterProperties,
     metrics: &WriteMetrics,
 ) -> Result<Option<DataFile>> {
-    let schema = stream.schema();
     let mut writer = None;
     let mut rows = 0u64;
     let outcome: Result<()> = async {
@@ -217,12 +218,12 @@ async fn write_partition(
                 let file = store.create_file(id, name, metrics.bytes.clone());
                 writer = Some(AsyncArrowWriter::try_new(
                     file,
-                    Arc::clone(&schema),
+                    Arc::clone(schema),
                     Some(props.clone()),
                 )?);
             }
             let w = writer.as_mut().expect("created above");
-            w.write(&batch).await?;
+            w.write(&renamed(&batch, schema)?).await?;
             rows += batch.num_rows() as u64;
             metrics.rows.add(batch.num_rows());
         }

@@ -23,3 +23,4 @@ pub use optimizer::{
 pub use planner::{CairnQueryPlanner, CheckpointPlanner};
 
 pub(crate) use materialize::not_cairn;
+pub(crate) use node::check_column_names;

@@ -35,15 +35,14 @@ pub struct CheckpointNode {
 }
 
 impl CheckpointNode {
-    /// A checkpoint of `input`, which must have distinct column names
-    /// (Parquet matches columns by name).
+    /// A checkpoint of `input`. Columns whose names repeat (a join's two
+    /// `id`s) are stored under distinct names and read back under theirs.
     pub fn try_new(
         input: LogicalPlan,
         kind: CheckpointKind,
         name: Option<String>,
         dir: Option<String>,
     ) -> Result<Self> {
-        check_column_names(&input)?;
         Ok(Self {
             original: Arc::new(input.clone()),
             input,
@@ -166,8 +165,8 @@ impl UserDefinedLogicalNodeCore for CheckpointNode {
     }
 }
 
-/// Parquet columns are matched by name, so a checkpoint needs distinct ones.
-fn check_column_names(plan: &LogicalPlan) -> Result<()> {
+/// A table's columns need distinct names, as do a named checkpoint's.
+pub(crate) fn check_column_names(plan: &LogicalPlan) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     for field in plan.schema().fields() {
         if !seen.insert(field.name()) {

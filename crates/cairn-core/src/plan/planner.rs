@@ -77,7 +77,7 @@ impl ExtensionPlanner for CheckpointPlanner {
         };
         let partitions = input.output_partitioning().partition_count();
         match plan_checkpoint(node, session).await? {
-            Planned::Found(m) => m.scan_exec(Some(partitions)).map(Some),
+            Planned::Found(m) => m.scan_exec_as(&input.schema(), Some(partitions)).map(Some),
             Planned::Write(task) => Ok(Some(Arc::new(CheckpointExec::new(
                 Arc::clone(input),
                 task,
