@@ -261,3 +261,91 @@ async fn a_periodic_checkpointer_keeps_the_last_n() {
     .await;
     assert_eq!(total, (12..1012).sum::<i64>().to_string());
 }
+
+/// Iterative SQL: every form of `... OR REPLACE ... TABLE` in a loop of 50
+/// keeps its kind, answers each step, and releases what the version it
+/// replaced held: the dir and the memory pool stay bounded.
+#[tokio::test]
+async fn replace_loops_of_every_kind_stay_bounded() {
+    for (form, kind) in [
+        ("CHECKPOINT OR REPLACE TABLE", "reliable"),
+        ("CHECKPOINT OR REPLACE LAZY TABLE", "reliable"),
+        ("LOCAL CHECKPOINT OR REPLACE TABLE", "local"),
+        ("LOCAL CHECKPOINT OR REPLACE LAZY TABLE", "local"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let session = cairn::Session::new(dir_ctx(dir.path())).unwrap();
+        let sum = |sql: String| {
+            let session = session.clone();
+            async move {
+                let out = session
+                    .sql(&sql)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                cairn::arrow::util::pretty::pretty_format_batches(&out.last().unwrap().batches)
+                    .unwrap()
+                    .to_string()
+            }
+        };
+        sum(format!(
+            "{form} z AS SELECT value AS a FROM range(0, 1000); SELECT sum(a) FROM z"
+        ))
+        .await;
+        let pool = session.context().runtime_env().memory_pool.clone();
+        let one = pool.reserved();
+        for i in 1..=50 {
+            let shown = sum(format!(
+                "{form} z AS SELECT a + 1 AS a FROM z; SELECT sum(a) FROM z"
+            ))
+            .await;
+            let expected = 499_500 + 1000 * i;
+            assert!(
+                shown.contains(&expected.to_string()),
+                "{form} step {i}: {shown}"
+            );
+            let dirs = ids_in(dir.path()).len();
+            assert!(dirs <= 2, "{form} step {i}: {dirs} checkpoints on disk");
+            assert!(
+                pool.reserved() <= 3 * one.max(1),
+                "{form} step {i}: {} bytes reserved, one checkpoint {one}",
+                pool.reserved()
+            );
+        }
+        let listed = session.context().checkpoints().await.unwrap();
+        assert_eq!(listed.len(), 1, "{form}: {listed:?}");
+        assert_eq!(listed[0].kind.to_string(), kind, "{form}");
+        if kind == "local" {
+            assert!(ids_in(dir.path()).is_empty(), "{form} wrote to the dir");
+        }
+    }
+}
+
+/// Every form of the statement works, and a name in use is refused with
+/// advice for the statement of the same kind.
+#[tokio::test]
+async fn every_form_works_and_advises_its_own_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let session = cairn::Session::new(dir_ctx(dir.path())).unwrap();
+    for (i, (local, lazy)) in [(false, false), (false, true), (true, false), (true, true)]
+        .into_iter()
+        .enumerate()
+    {
+        let (local, lazy) = (
+            if local { "LOCAL " } else { "" },
+            if lazy { "LAZY " } else { "" },
+        );
+        let name = format!("t{i}");
+        let make = format!("{local}CHECKPOINT {lazy}TABLE {name} AS SELECT {i} AS x");
+        session.sql(&make).await.unwrap();
+        let err = session.sql(&make).await.unwrap_err().to_string();
+        let advice = format!("{local}CHECKPOINT OR REPLACE {lazy}TABLE {name} AS ...");
+        assert!(err.contains(&advice), "{make}: {err}");
+        let replace = format!("{local}CHECKPOINT OR REPLACE {lazy}TABLE {name} AS SELECT 7 AS x");
+        session.sql(&replace).await.unwrap();
+        let out = session.sql(&format!("SELECT x FROM {name}")).await.unwrap();
+        let shown = cairn::arrow::util::pretty::pretty_format_batches(&out[0].batches)
+            .unwrap()
+            .to_string();
+        assert!(shown.contains('7'), "{replace}: {shown}");
+    }
+}

@@ -22,14 +22,23 @@ use crate::plan::CheckpointNode;
 pub struct LazyCheckpointTable {
     plan: LogicalPlan,
     node: CheckpointNode,
+    /// The checkpoint its name pointed at in the dir before: replaced once
+    /// this one is written.
+    replaces: Option<String>,
 }
 
 impl LazyCheckpointTable {
-    pub(crate) fn new(node: CheckpointNode) -> Self {
+    pub(crate) fn new(node: CheckpointNode, replaces: Option<String>) -> Self {
         Self {
             plan: node.clone().into_plan(),
             node,
+            replaces,
         }
+    }
+
+    /// The id its name pointed at before, which it replaces once written.
+    pub(crate) fn replaces(&self) -> Option<&str> {
+        self.replaces.as_deref()
     }
 
     /// The checkpoint node every query reading the table inlines.

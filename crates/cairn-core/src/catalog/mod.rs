@@ -19,8 +19,8 @@ use datafusion::error::Result as DfResult;
 pub use self::lazy::LazyCheckpointTable;
 pub use self::named::{CheckpointInfo, Materialize, TableKind};
 use crate::error::{Error, Result};
-use crate::exec::CheckpointTable;
-use crate::store::SessionStores;
+use crate::exec::{CheckpointTable, Materialized};
+use crate::store::{CheckpointStore, SessionStores};
 
 /// The default schema plus the names bound in the current checkpoint dir.
 /// Tables registered in the session come first.
@@ -28,8 +28,13 @@ use crate::store::SessionStores;
 pub(crate) struct CheckpointSchema {
     inner: Arc<dyn SchemaProvider>,
     stores: Arc<SessionStores>,
-    /// Checkpoints opened by name, by (dir, id): a manifest is read once.
+    /// The checkpoint each name opened in a dir points at, by (dir, name):
+    /// a manifest is read once, and a version a name no longer points at
+    /// is let go of.
     opened: Mutex<HashMap<(String, String), Arc<CheckpointTable>>>,
+    /// Versions that names of this session pointed at before they were
+    /// replaced: removed once nothing reads them and no name holds them.
+    superseded: Mutex<Vec<(Arc<CheckpointStore>, String)>>,
 }
 
 impl CheckpointSchema {
@@ -38,6 +43,7 @@ impl CheckpointSchema {
             inner,
             stores,
             opened: Mutex::default(),
+            superseded: Mutex::default(),
         }
     }
 
@@ -52,8 +58,10 @@ impl CheckpointSchema {
         let Some(binding) = store.lookup_name(name).await? else {
             return Ok(None);
         };
-        let key = (store.url().to_string(), binding.id.clone());
-        if let Some(t) = self.opened.lock().expect("catalog poisoned").get(&key) {
+        let key = (store.url().to_string(), name.to_string());
+        if let Some(t) = self.opened.lock().expect("catalog poisoned").get(&key)
+            && t.id() == binding.id
+        {
             return Ok(Some(Arc::clone(t)));
         }
         let Some(manifest) = store.read_manifest(&binding.id).await? else {
@@ -64,11 +72,16 @@ impl CheckpointSchema {
                 store.url()
             )));
         };
-        let table = Arc::new(CheckpointTable::new(store, manifest));
-        self.opened
+        let table = Arc::new(CheckpointTable::new(Arc::clone(&store), manifest));
+        let before = self
+            .opened
             .lock()
             .expect("catalog poisoned")
             .insert(key, Arc::clone(&table));
+        if let Some(before) = before {
+            // The name was rebound (by a lazy checkpoint's first run).
+            self.supersede(&store, before.id());
+        }
         Ok(Some(table))
     }
 
@@ -77,7 +90,69 @@ impl CheckpointSchema {
         self.opened
             .lock()
             .expect("catalog poisoned")
-            .remove(&(dir.to_string(), id.to_string()));
+            .retain(|(d, _), t| !(d == dir && t.id() == id));
+    }
+
+    /// `id` is a version a name of this session no longer points at: it
+    /// goes once nothing reads it (see [`sweep`](Self::sweep)).
+    pub(crate) fn supersede(&self, store: &Arc<CheckpointStore>, id: &str) {
+        self.forget(store.url(), id);
+        self.superseded
+            .lock()
+            .expect("catalog poisoned")
+            .push((Arc::clone(store), id.to_string()));
+    }
+
+    /// Removes the superseded versions that nothing reads and no name
+    /// holds; the others are tried again next time.
+    pub(crate) async fn sweep(&self) -> Result<()> {
+        let pending = std::mem::take(&mut *self.superseded.lock().expect("catalog poisoned"));
+        let mut still_read = Vec::new();
+        for (store, id) in pending {
+            if store.readers(&id) > 0 {
+                still_read.push((store, id));
+            } else {
+                store.delete_if_unused(&id).await?;
+            }
+        }
+        self.superseded
+            .lock()
+            .expect("catalog poisoned")
+            .extend(still_read);
+        Ok(())
+    }
+
+    /// A lazy checkpoint of this session, once written, is read like any
+    /// other: its plan (the lineage) is let go of, and the table takes the
+    /// place of the lazy one.
+    async fn settle(
+        &self,
+        name: &str,
+        table: Arc<dyn TableProvider>,
+    ) -> Result<Arc<dyn TableProvider>> {
+        let Some(lazy) = table.downcast_ref::<LazyCheckpointTable>() else {
+            return Ok(table);
+        };
+        let current = self.stores.current();
+        match lazy.node().run().materialized() {
+            Some(Materialized::Local(t)) => {
+                self.inner.deregister_table(name)?;
+                self.inner
+                    .register_table(name.to_string(), Arc::clone(&t) as _)?;
+                Ok(t)
+            }
+            // Bound to its name in the dir when it was written.
+            Some(Materialized::Reliable(t))
+                if lazy.node().dir() == Some(current.url()) && lazy.node().name() == Some(name) =>
+            {
+                if let Some(old) = lazy.replaces().filter(|old| *old != t.id()) {
+                    self.supersede(&current, old);
+                }
+                self.inner.deregister_table(name)?;
+                Ok(self.named(name).await?.map_or(t as _, |t| t as _))
+            }
+            _ => Ok(table),
+        }
     }
 }
 
@@ -93,7 +168,7 @@ impl SchemaProvider for CheckpointSchema {
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
         if let Some(t) = self.inner.table(name).await? {
-            return Ok(Some(t));
+            return Ok(Some(self.settle(name, t).await?));
         }
         Ok(self.named(name).await?.map(|t| t as Arc<dyn TableProvider>))
     }

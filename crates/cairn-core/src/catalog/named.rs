@@ -204,35 +204,45 @@ impl CheckpointSchema {
         let node =
             CheckpointNode::try_new(plan, kind, bind_on_write.then(|| name.to_string()), dir)?;
         let session = self.session_tables();
+        // What the name pointed at in the dir: replaced, it is let go of.
+        let old = store.lookup_name(name).await?;
         let info = match when {
-            Materialize::Eager => match checkpoint_now(&state, &node).await? {
-                Materialized::Reliable(t) => {
-                    let old = store.lookup_name(name).await?;
-                    store.bind_name(name, t.id()).await?;
-                    if let Some(old) = old.filter(|o| o.id != t.id()) {
-                        // The old version is unnamed now: retention applies.
-                        self.forget(store.url(), &old.id);
+            Materialize::Eager => {
+                let written = checkpoint_now(&state, &node).await?;
+                // The input read the old version (iterative SQL): no more.
+                drop((node, state));
+                match written {
+                    Materialized::Reliable(t) => {
+                        store.bind_name(name, t.id()).await?;
+                        session.deregister_table(name)?;
+                        CheckpointInfo::reliable(name, &t)
                     }
-                    session.deregister_table(name)?;
-                    CheckpointInfo::reliable(name, &t)
+                    Materialized::Local(t) => {
+                        store.unbind_name(name).await?;
+                        session.deregister_table(name)?;
+                        session.register_table(name.to_string(), Arc::clone(&t) as _)?;
+                        CheckpointInfo::local(name, &t)
+                    }
                 }
-                Materialized::Local(t) => {
-                    store.unbind_name(name).await?;
-                    session.deregister_table(name)?;
-                    session.register_table(name.to_string(), Arc::clone(&t) as _)?;
-                    CheckpointInfo::local(name, &t)
-                }
-            },
+            }
             Materialize::Lazy => {
                 if kind == CheckpointKind::Local {
                     store.unbind_name(name).await?;
                 }
-                let table = Arc::new(LazyCheckpointTable::new(node));
+                let replaces = old.as_ref().map(|o| o.id.clone());
+                let table = Arc::new(LazyCheckpointTable::new(node, replaces));
                 session.deregister_table(name)?;
                 session.register_table(name.to_string(), Arc::clone(&table) as _)?;
                 CheckpointInfo::pending(name, &table, store.url())
             }
         };
+        if let Some(old) = old.filter(|o| info.id.as_deref() != Some(o.id.as_str())) {
+            // A lazy reliable one keeps the old binding until it is written.
+            if !(when == Materialize::Lazy && kind == CheckpointKind::Reliable) {
+                self.supersede(&store, &old.id);
+            }
+        }
+        self.sweep().await?;
         Ok(info)
     }
 

@@ -1,14 +1,11 @@
 //! From a checkpoint node to what runs: find its committed checkpoint or
 //! decide how to write it (shared by the extension planner and eager
-//! checkpoints), and the logical scan that replaces a written checkpoint.
+//! checkpoints).
 
 use std::sync::Arc;
 
 use datafusion::catalog::Session;
-use datafusion::common::{Column, DFSchemaRef};
-use datafusion::datasource::provider_as_source;
 use datafusion::execution::SessionState;
-use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::fingerprint::fingerprint;
@@ -100,25 +97,6 @@ pub async fn checkpoint_now(state: &SessionState, node: &CheckpointNode) -> Resu
         observers.running(&(Arc::clone(&exec) as Arc<dyn ExecutionPlan>));
     }
     Ok(exec.materialize(state.task_ctx()).await?)
-}
-
-/// A scan of the checkpoint. Given the schema of the input it replaces,
-/// it keeps that input's qualifiers, so code written against it still resolves.
-pub fn scan_plan(m: &Materialized, input: Option<&DFSchemaRef>) -> Result<LogicalPlan> {
-    let name = format!("checkpoint_{}", &m.id()[..m.id().len().min(12)]);
-    let scan = LogicalPlanBuilder::scan(name, provider_as_source(m.table()), None)?;
-    let Some(original) = input.filter(|s| s.iter().any(|(q, _)| q.is_some())) else {
-        return Ok(scan.build()?);
-    };
-    let scanned = scan.schema().clone();
-    let exprs: Vec<Expr> = original
-        .iter()
-        .zip(scanned.iter())
-        .map(|((q, f), (sq, sf))| {
-            Expr::Column(Column::new(sq.cloned(), sf.name())).alias_qualified(q.cloned(), f.name())
-        })
-        .collect();
-    Ok(scan.project(exprs)?.build()?)
 }
 
 /// The error for a plan or DataFrame made outside a Cairn session.

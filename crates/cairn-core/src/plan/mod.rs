@@ -12,15 +12,17 @@ mod materialize;
 mod node;
 mod optimizer;
 mod planner;
+mod scan;
 
 pub use fingerprint::{fingerprint, is_volatile, sources_changed};
 pub use lineage::{decode_lineage, lineage_of};
-pub use materialize::{checkpoint_now, scan_plan};
+pub use materialize::checkpoint_now;
 pub use node::CheckpointNode;
 pub use optimizer::{
     ComposeStackedProjections, KeepFiltersAboveCheckpoints, NullAwareConstantNotIn, optimizer_rules,
 };
 pub use planner::{CairnQueryPlanner, CheckpointPlanner};
+pub use scan::scan_plan;
 
 pub(crate) use materialize::not_cairn;
 pub(crate) use node::check_column_names;

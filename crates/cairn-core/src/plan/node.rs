@@ -14,6 +14,7 @@ use datafusion::common::DFSchemaRef;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{Expr, Extension, LogicalPlan, UserDefinedLogicalNodeCore};
 
+use super::scan::cut_written;
 use crate::error::{Error, Result};
 use crate::exec::{CheckpointKind, CheckpointRun};
 
@@ -43,6 +44,7 @@ impl CheckpointNode {
         name: Option<String>,
         dir: Option<String>,
     ) -> Result<Self> {
+        let input = cut_written(input)?;
         Ok(Self {
             original: Arc::new(input.clone()),
             input,

@@ -66,9 +66,14 @@ impl std::fmt::Debug for CheckpointStore {
 pub const OBJECT_STORE_SCHEME: &str = "cairn-checkpoint";
 
 /// Every store opened in this process, by the URL scans name it with, so
-/// that an object store registry can hand it to a scan when it runs.
-static OPENED: LazyLock<Mutex<HashMap<String, Weak<CheckpointStore>>>> =
+/// that an object store registry can hand it to a scan when it runs. Stores
+/// of one URL reach the same objects the same way: any of them will do.
+static OPENED: LazyLock<Mutex<HashMap<String, Vec<Weak<CheckpointStore>>>>> =
     LazyLock::new(Default::default);
+
+/// Tells caller-built stores apart: two of them may share a URL and still
+/// reach different objects.
+static CALLER_BUILT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl CheckpointStore {
     /// A checkpoint dir on an object store built by the caller (S3 with
@@ -77,7 +82,8 @@ impl CheckpointStore {
     /// create-only puts (`PutMode::Create`), which the commit relies on.
     pub fn on_object_store(url: impl Into<String>, store: Arc<dyn ObjectStore>) -> Arc<Self> {
         let url = url.into();
-        let identity = format!("caller-built {url}");
+        let n = CALLER_BUILT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let identity = format!("caller-built {url} #{n}");
         Self::new(url, store, None, &identity)
     }
 
@@ -101,11 +107,14 @@ impl CheckpointStore {
             recorded: Mutex::default(),
         });
         let mut opened = OPENED.lock().expect("store registry poisoned");
-        opened.retain(|_, s| s.strong_count() > 0);
-        opened.insert(
-            store.object_store_url.as_str().to_string(),
-            Arc::downgrade(&store),
-        );
+        for stores in opened.values_mut() {
+            stores.retain(|s| s.strong_count() > 0);
+        }
+        opened.retain(|_, stores| !stores.is_empty());
+        opened
+            .entry(store.object_store_url.as_str().to_string())
+            .or_default()
+            .push(Arc::downgrade(&store));
         store
     }
 
@@ -115,8 +124,9 @@ impl CheckpointStore {
         OPENED
             .lock()
             .expect("store registry poisoned")
-            .get(key.as_str())
-            .and_then(Weak::upgrade)
+            .get(key.as_str())?
+            .iter()
+            .find_map(Weak::upgrade)
     }
 
     /// The checkpoint dir as a URL.

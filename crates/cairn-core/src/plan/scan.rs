@@ -1,0 +1,49 @@
+//! The logical scan that takes the place of a written checkpoint.
+
+use datafusion::common::tree_node::Transformed;
+use datafusion::common::{Column, DFSchemaRef};
+use datafusion::datasource::provider_as_source;
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
+
+use super::node::CheckpointNode;
+use crate::error::Result;
+use crate::exec::Materialized;
+
+/// A scan of the checkpoint. Given the schema of the input it replaces,
+/// it keeps that input's qualifiers, so code written against it still resolves.
+pub fn scan_plan(m: &Materialized, input: Option<&DFSchemaRef>) -> Result<LogicalPlan> {
+    let name = format!("checkpoint_{}", &m.id()[..m.id().len().min(12)]);
+    let scan = LogicalPlanBuilder::scan(name, provider_as_source(m.table()), None)?;
+    let Some(original) = input.filter(|s| s.iter().any(|(q, _)| q.is_some())) else {
+        return Ok(scan.build()?);
+    };
+    let scanned = scan.schema().clone();
+    let exprs: Vec<Expr> = original
+        .iter()
+        .zip(scanned.iter())
+        .map(|((q, f), (sq, sf))| {
+            Expr::Column(Column::new(sq.cloned(), sf.name())).alias_qualified(q.cloned(), f.name())
+        })
+        .collect();
+    Ok(scan.project(exprs)?.build()?)
+}
+
+/// `plan` with every checkpoint node that is written already replaced by a
+/// scan of its checkpoint: a new checkpoint over it keeps no lineage it
+/// does not need (and no reader of versions a loop has left behind).
+pub(crate) fn cut_written(plan: LogicalPlan) -> Result<LogicalPlan> {
+    let cut = plan.transform_up_with_subqueries(|p| {
+        let LogicalPlan::Extension(e) = &p else {
+            return Ok(Transformed::no(p));
+        };
+        let Some(node) = e.node.as_any().downcast_ref::<CheckpointNode>() else {
+            return Ok(Transformed::no(p));
+        };
+        let Some(m) = node.run().materialized() else {
+            return Ok(Transformed::no(p));
+        };
+        let scan = scan_plan(&m, Some(node.input().schema()))?;
+        Ok(Transformed::yes(scan))
+    })?;
+    Ok(cut.data)
+}
