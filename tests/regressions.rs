@@ -269,3 +269,35 @@ async fn known_difference_window_max_under_a_limit() {
         "DataFusion now answers 5.0 under the LIMIT too: update the docs"
     );
 }
+
+/// Not a wrong answer but a refusal: DataFusion names an aggregate of a
+/// cast like the aggregate of what is cast (casts are left out of column
+/// names), so `sum(5)` beside `sum(CAST(5 AS DOUBLE))`, or `count(*)` beside
+/// `count(CAST(1 AS DOUBLE))`, are two columns of one name, even when each
+/// has an alias: apache/datafusion#18975. DuckDB answers both.
+#[tokio::test]
+async fn known_difference_aggregates_of_a_value_and_its_cast() {
+    let ctx = memory_ctx();
+    ctx.sql("CREATE TABLE g AS SELECT value % 3 AS k FROM range(0, 10)")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    for (sql, name) in [
+        (
+            "SELECT k, sum(5) AS c2, sum(CAST(5 AS DOUBLE)) AS c3 FROM g GROUP BY k",
+            "sum(Int64(5))",
+        ),
+        (
+            "SELECT count(*) AS a, count(CAST(1 AS DOUBLE)) AS b FROM g",
+            "count(Int64(1))",
+        ),
+    ] {
+        let err = ctx.sql(sql).await.unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("duplicate unqualified field name \"{name}\"")),
+            "DataFusion answers this now: update README's known differences ({sql}): {err}"
+        );
+    }
+}

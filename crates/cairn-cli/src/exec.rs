@@ -300,18 +300,29 @@ impl Shell {
         };
         let mut fresh = Names::default();
         for table in schema.table_names() {
-            if let Ok(Some(t)) = schema.table(&table).await {
-                for field in t.schema().fields() {
-                    if !fresh.columns.contains(field.name()) {
-                        fresh.columns.push(field.name().clone());
-                    }
-                }
-            }
-            fresh.tables.push(table);
+            let columns = match schema.table(&table).await {
+                Ok(Some(t)) => t
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect(),
+                _ => Vec::new(),
+            };
+            fresh.tables.push((table, columns));
         }
         if let Ok(infos) = self.session.context().checkpoints().await {
             fresh.checkpoints = infos.into_iter().map(|i| i.name).collect();
         }
+        fresh.settings = self
+            .session
+            .context()
+            .state()
+            .config_options()
+            .entries()
+            .into_iter()
+            .map(|e| e.key)
+            .collect();
         *names.write().expect("names poisoned") = fresh;
     }
 

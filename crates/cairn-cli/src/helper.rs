@@ -27,9 +27,63 @@ const CAIRN_WORDS: &[&str] = &[
 /// Names the completer offers, refreshed by the shell after each statement.
 #[derive(Debug, Default)]
 pub struct Names {
-    pub tables: Vec<String>,
-    pub columns: Vec<String>,
+    /// The tables of the session (named checkpoints of the dir included),
+    /// each with its columns.
+    pub tables: Vec<(String, Vec<String>)>,
+    /// Named checkpoints.
     pub checkpoints: Vec<String>,
+    /// Settings, `cairn.*` and `datafusion.*`.
+    pub settings: Vec<String>,
+}
+
+impl Names {
+    /// The columns of the tables `line` names, or of every table when it
+    /// names none yet (`SELECT sr` before its `FROM`).
+    fn columns_for(&self, line: &str) -> Vec<&String> {
+        let words: Vec<String> = line
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect();
+        let named: Vec<&(String, Vec<String>)> = self
+            .tables
+            .iter()
+            .filter(|(t, _)| words.contains(&t.to_lowercase()))
+            .collect();
+        let tables = if named.is_empty() {
+            self.tables.iter().collect()
+        } else {
+            named
+        };
+        tables.into_iter().flat_map(|(_, c)| c).collect()
+    }
+}
+
+/// Where a setting's name starts, when the line so far is `SET `, `SHOW `
+/// or `RESET ` and the name being typed (dots included).
+fn setting_start(before: &str) -> Option<usize> {
+    let trimmed = before.trim_start();
+    let (word, rest) = trimmed.split_once(char::is_whitespace)?;
+    if !["set", "show", "reset"].contains(&word.to_lowercase().as_str()) {
+        return None;
+    }
+    let rest = rest.trim_start();
+    if rest.contains(char::is_whitespace) {
+        return None;
+    }
+    Some(before.len() - rest.len())
+}
+
+/// Whether the word being typed names a checkpoint: after `DROP
+/// CHECKPOINT`, `REFRESH CHECKPOINT` or `EXPLAIN LINEAGE`.
+fn names_a_checkpoint(before: &str) -> bool {
+    let words: Vec<String> = before.split_whitespace().map(str::to_lowercase).collect();
+    matches!(
+        words.as_slice(),
+        [.., a, b] if (a == "drop" || a == "refresh") && b == "checkpoint"
+            || a == "explain" && b == "lineage"
+            || a == "exists" && words.len() >= 4 && words[words.len() - 4] == "drop"
+    )
 }
 
 /// Cairn's rustyline helper.
@@ -52,13 +106,32 @@ impl CairnHelper {
         Arc::clone(&self.names)
     }
 
-    /// Completion candidates for the word `prefix` on a line starting with `line_start`.
-    pub fn candidates(&self, line_start: &str, prefix: &str) -> Vec<String> {
+    /// Completion candidates for the word `prefix` on a line starting with
+    /// `line_start`; `line` is the whole statement being typed.
+    pub fn candidates(&self, line_start: &str, prefix: &str, line: &str) -> Vec<String> {
         if line_start.trim().is_empty() && prefix.starts_with('\\') {
             return META_COMMANDS
                 .iter()
                 .map(|(c, _)| c.split_whitespace().next().unwrap_or(c).to_string())
                 .filter(|c| c.starts_with(prefix))
+                .collect();
+        }
+        let names = self.names.read().expect("names poisoned");
+        if setting_start(line_start).is_some() {
+            let lower = prefix.to_lowercase();
+            return names
+                .settings
+                .iter()
+                .filter(|s| s.starts_with(&lower))
+                .cloned()
+                .collect();
+        }
+        if names_a_checkpoint(line_start) {
+            return names
+                .checkpoints
+                .iter()
+                .filter(|c| c.starts_with(prefix))
+                .cloned()
                 .collect();
         }
         if prefix.is_empty() {
@@ -67,16 +140,19 @@ impl CairnHelper {
         let upper = prefix.to_ascii_uppercase();
         let lower_typed = prefix.chars().all(|c| !c.is_ascii_uppercase());
         let mut out: Vec<String> = Vec::new();
-        let names = self.names.read().expect("names poisoned");
-        for name in names
-            .tables
-            .iter()
+        let tables = names.tables.iter().map(|(t, _)| t);
+        for name in tables
             .chain(&names.checkpoints)
-            .chain(&names.columns)
+            .chain(names.columns_for(line))
         {
             if name.starts_with(prefix) && !out.contains(name) {
                 out.push(name.clone());
             }
+        }
+        // A name the session has wins over keywords that share its start
+        // (`sr` is `src`, not SRID); keywords come when no name fits.
+        if !out.is_empty() {
+            return out;
         }
         for word in ALL_KEYWORDS
             .iter()
@@ -116,9 +192,9 @@ impl Completer for CairnHelper {
         pos: usize,
         _ctx: &Context<'_>,
     ) -> rustyline::Result<(usize, Vec<Pair>)> {
-        let start = word_start(line, pos);
+        let start = setting_start(&line[..pos]).unwrap_or_else(|| word_start(line, pos));
         let candidates = self
-            .candidates(&line[..start], &line[start..pos])
+            .candidates(&line[..start], &line[start..pos], line)
             .into_iter()
             .map(|c| Pair {
                 display: c.clone(),
@@ -296,31 +372,87 @@ mod tests {
         {
             let names = helper.names();
             let mut names = names.write().unwrap();
-            names.tables = vec!["ranks".into(), "edges".into()];
-            names.columns = vec!["rank".into()];
+            names.tables = vec![
+                ("ranks".into(), vec!["rank".into()]),
+                ("edges".into(), vec!["src".into(), "dst".into()]),
+            ];
             names.checkpoints = vec!["ranks_v2".into()];
+            names.settings = vec![
+                "cairn.checkpoint_dir".into(),
+                "cairn.checkpoint_retention".into(),
+                "datafusion.execution.batch_size".into(),
+            ];
         }
-        let got = helper.candidates("SELECT * FROM ", "ra");
+        let got = helper.candidates("SELECT * FROM ", "ra", "SELECT * FROM ra");
         assert!(
             got.contains(&"ranks".into()) && got.contains(&"ranks_v2".into()),
             "{got:?}"
         );
-        assert!(
-            got.contains(&"rank".into()) && got.contains(&"range".into()),
-            "{got:?}"
-        );
+        // No name fits: keywords.
+        let got = helper.candidates("SELECT * FROM t WHERE x ", "bet", "");
+        assert_eq!(got, vec!["between".to_string()]);
         assert!(
             helper
-                .candidates("", "CHECKP")
+                .candidates("", "CHECKP", "CHECKP")
                 .contains(&"CHECKPOINT".into())
         );
         assert!(
             helper
-                .candidates("", "checkp")
+                .candidates("", "checkp", "checkp")
                 .contains(&"checkpoint".into())
         );
-        let meta = helper.candidates("", "\\ti");
+        let meta = helper.candidates("", "\\ti", "\\ti");
         assert_eq!(meta, vec!["\\timing".to_string()]);
+    }
+
+    /// Columns come from the tables the statement names, or from every
+    /// table before it names one.
+    #[test]
+    fn columns_of_the_tables_named_so_far() {
+        let helper = CairnHelper::new(false);
+        helper.names().write().unwrap().tables = vec![
+            ("degrees".into(), vec!["src".into(), "n".into()]),
+            ("scores".into(), vec!["score".into(), "sr_id".into()]),
+        ];
+        let none_named = helper.candidates("SELECT ", "sr", "SELECT sr");
+        assert!(
+            none_named.contains(&"src".into()) && none_named.contains(&"sr_id".into()),
+            "{none_named:?}"
+        );
+        let named = helper.candidates("SELECT ", "sr", "SELECT sr FROM degrees");
+        assert!(named.contains(&"src".into()), "{named:?}");
+        assert!(!named.contains(&"sr_id".into()), "{named:?}");
+    }
+
+    #[test]
+    fn settings_after_set_and_checkpoints_after_drop() {
+        let helper = CairnHelper::new(false);
+        {
+            let names = helper.names();
+            let mut names = names.write().unwrap();
+            names.checkpoints = vec!["ranks".into(), "rates".into()];
+            names.settings = vec!["cairn.checkpoint_dir".into(), "cairn.s3.region".into()];
+        }
+        assert_eq!(setting_start("SET cairn.che"), Some(4));
+        assert_eq!(
+            helper.candidates("SET ", "cairn.ch", "SET cairn.ch"),
+            vec!["cairn.checkpoint_dir".to_string()]
+        );
+        assert_eq!(
+            helper.candidates("show ", "", "show "),
+            vec![
+                "cairn.checkpoint_dir".to_string(),
+                "cairn.s3.region".to_string()
+            ]
+        );
+        assert_eq!(
+            helper.candidates("DROP CHECKPOINT ", "ra", "DROP CHECKPOINT ra"),
+            vec!["ranks".to_string(), "rates".to_string()]
+        );
+        assert_eq!(
+            helper.candidates("explain lineage ", "rat", "explain lineage rat"),
+            vec!["rates".to_string()]
+        );
     }
 
     #[test]

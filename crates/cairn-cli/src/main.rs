@@ -197,7 +197,7 @@ fn main() -> ExitCode {
     let code = match runtime.block_on(run(args)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("Error: {e:#}");
+            eprintln!("Error: {}", each_cause_once(&e));
             ExitCode::FAILURE
         }
     };
@@ -207,9 +207,40 @@ fn main() -> ExitCode {
     code
 }
 
+/// An error and its causes, each said once: Cairn's messages already
+/// include their cause, which the chain would repeat.
+fn each_cause_once(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{each_cause_once, parse_size};
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let ours = anyhow::Error::new(cairn_core::Error::CheckpointDirNotWritable {
+            dir: "x".into(),
+            source: Box::new(io()),
+        });
+        let text = each_cause_once(&ours);
+        assert_eq!(text.matches("No such file").count(), 1, "{text}");
+        assert!(
+            text.starts_with("checkpoint dir 'x' is not writable"),
+            "{text}"
+        );
+        let chained = anyhow::Error::new(io()).context("cannot read 'f'");
+        assert_eq!(each_cause_once(&chained), "cannot read 'f': No such file");
+    }
 
     #[test]
     fn sizes_parse_with_units() {

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use cairn_core::arrow::array::RecordBatch;
-use cairn_core::arrow::datatypes::Schema;
+use cairn_core::arrow::datatypes::{DataType, Schema};
 use cairn_core::arrow::error::ArrowError;
 use cairn_core::arrow::util::display::{ArrayFormatter, FormatOptions};
 use comfy_table::presets::UTF8_FULL_CONDENSED;
@@ -102,8 +102,56 @@ fn io_error(e: ArrowError) -> io::Error {
     io::Error::other(e)
 }
 
-/// Prints one statement's result to `out`.
+/// Notes whether the reader went away (`| head`): writers that wrap the
+/// error (Arrow's CSV and JSON writers) would hide it.
+struct Watched<'a> {
+    inner: &'a mut dyn Write,
+    closed: bool,
+}
+
+impl Watched<'_> {
+    fn check(&mut self, result: io::Result<usize>) -> io::Result<usize> {
+        if let Err(e) = &result
+            && e.kind() == io::ErrorKind::BrokenPipe
+        {
+            self.closed = true;
+        }
+        result
+    }
+}
+
+impl Write for Watched<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let result = self.inner.write(buf);
+        self.check(result)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let result = self.inner.flush().map(|()| 0);
+        self.check(result).map(|_| ())
+    }
+}
+
+/// Prints one statement's result to `out`. A reader that went away is
+/// reported as `BrokenPipe`, whichever writer saw it.
 pub fn print(
+    out: &mut dyn Write,
+    schema: &Schema,
+    batches: &[RecordBatch],
+    options: &PrintOptions,
+    elapsed: Duration,
+) -> io::Result<()> {
+    let mut watched = Watched {
+        inner: out,
+        closed: false,
+    };
+    match print_to(&mut watched, schema, batches, options, elapsed) {
+        Err(_) if watched.closed => Err(io::ErrorKind::BrokenPipe.into()),
+        other => other,
+    }
+}
+
+fn print_to(
     out: &mut dyn Write,
     schema: &Schema,
     batches: &[RecordBatch],
@@ -119,7 +167,10 @@ pub fn print(
         return Ok(());
     }
     match options.format {
-        Format::Table => print_table(out, schema, batches, total, options)?,
+        Format::Table => match plans(schema, batches) {
+            Some(plans) => print_plans(out, &plans)?,
+            None => print_table(out, schema, batches, total, options)?,
+        },
         Format::Markdown => print_markdown(out, schema, batches, total, options)?,
         Format::Csv | Format::Tsv => {
             let delimiter = if options.format == Format::Csv {
@@ -157,6 +208,62 @@ pub fn print(
     }
     if options.timing {
         writeln!(out, "Time: {:.3} s", elapsed.as_secs_f64())?;
+    }
+    Ok(())
+}
+
+/// A result that is plans (`EXPLAIN`, `EXPLAIN ANALYZE`, `EXPLAIN
+/// LINEAGE`): text columns, the last one `plan` or `lineage`. Each row as a
+/// header (the other columns) and its plan.
+fn plans(schema: &Schema, batches: &[RecordBatch]) -> Option<Vec<(String, String)>> {
+    let fields = schema.fields();
+    let last = fields.last()?;
+    if fields.len() < 2
+        || !matches!(last.name().as_str(), "plan" | "lineage")
+        || !fields.iter().all(|f| {
+            matches!(
+                f.data_type(),
+                DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+            )
+        })
+    {
+        return None;
+    }
+    let rows = cells(batches, usize::MAX).ok()?;
+    let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
+    Some(
+        rows.into_iter()
+            .map(|mut row| {
+                let plan = row.pop().unwrap_or_default();
+                let parts: Vec<String> = row
+                    .iter()
+                    .zip(&names)
+                    .map(|(value, name)| match *name {
+                        "plan_type" => value.clone(),
+                        name => format!("{name}: {value}"),
+                    })
+                    .collect();
+                let header = match last.name().as_str() {
+                    "plan" => parts.join(", "),
+                    other => format!("{other} ({})", parts.join(", ")),
+                };
+                (header, plan)
+            })
+            .collect(),
+    )
+}
+
+/// Plans as indented text under their headers, as psql and DuckDB print
+/// them: no table around them, no line wider than the plan's own.
+fn print_plans(out: &mut dyn Write, plans: &[(String, String)]) -> io::Result<()> {
+    for (i, (header, plan)) in plans.iter().enumerate() {
+        if i > 0 {
+            writeln!(out)?;
+        }
+        writeln!(out, "{header}")?;
+        for line in plan.trim_end().lines() {
+            writeln!(out, "  {line}")?;
+        }
     }
     Ok(())
 }
@@ -283,6 +390,75 @@ mod tests {
         let text = printed(Format::Table, Some(2));
         assert!(text.contains("(3 rows, 2 shown;"), "{text}");
         assert!(!text.contains("30"), "{text}");
+    }
+
+    #[test]
+    fn plans_print_as_text_under_their_type() {
+        let plan = "Projection: t.a\n  Filter: t.a > Int64(1)\n    TableScan: t";
+        let batch = RecordBatch::try_from_iter(vec![
+            (
+                "plan_type",
+                Arc::new(StringArray::from(vec!["logical_plan", "physical_plan"])) as ArrayRef,
+            ),
+            (
+                "plan",
+                Arc::new(StringArray::from(vec![plan, "DataSourceExec: x"])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let mut out = Vec::new();
+        let options = PrintOptions::default();
+        print(
+            &mut out,
+            &batch.schema(),
+            std::slice::from_ref(&batch),
+            &options,
+            Duration::ZERO,
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "logical_plan\n  Projection: t.a\n    Filter: t.a > Int64(1)\n      TableScan: t\n\n\
+             physical_plan\n  DataSourceExec: x\n"
+        );
+    }
+
+    /// A closed pipe is reported as one, even through Arrow's CSV writer.
+    #[test]
+    fn a_closed_reader_is_a_broken_pipe_in_every_format() {
+        struct Closed;
+        impl Write for Closed {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Err(io::ErrorKind::BrokenPipe.into())
+            }
+        }
+        let b = batch();
+        for format in [
+            Format::Table,
+            Format::Csv,
+            Format::Tsv,
+            Format::Json,
+            Format::Ndjson,
+            Format::Markdown,
+        ] {
+            let options = PrintOptions {
+                format,
+                ..Default::default()
+            };
+            let e = print(
+                &mut Closed,
+                &b.schema(),
+                std::slice::from_ref(&b),
+                &options,
+                Duration::ZERO,
+            )
+            .unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::BrokenPipe, "{format}: {e}");
+        }
     }
 
     #[test]

@@ -243,6 +243,178 @@ fn help_shows_a_first_session() {
     assert!(text.contains("CHECKPOINT TABLE degrees"), "{text}");
 }
 
+/// A reader that stops early (`| head -1`) ends the statement quietly, in
+/// every format and every way SQL comes in: exit 0, nothing on stderr.
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    // Longer than a pipe holds (64 KiB) in every format.
+    let long = "SELECT value, value * 2 AS twice FROM generate_series(1, 300000)";
+    let ways = [
+        ("table", "-c"),
+        ("csv", "-c"),
+        ("tsv", "-c"),
+        ("json", "-c"),
+        ("ndjson", "-c"),
+        ("markdown", "-c"),
+        ("csv", "-f"),
+        ("csv", "stdin"),
+        ("table", "stdin"),
+    ];
+    for (format, how) in ways {
+        let script = dir.path().join("long.sql");
+        std::fs::write(&script, format!("{long};")).unwrap();
+        let mut command = Command::new(CAIRN);
+        command
+            .arg("--checkpoint-dir")
+            .arg(dir.path())
+            .args(["--format", format, "--maxrows", "all"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        match how {
+            "-c" => {
+                command.args(["-c", long]);
+            }
+            "-f" => {
+                command.arg("-f").arg(&script);
+            }
+            _ => {}
+        }
+        let mut child = command.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        if how == "stdin" {
+            stdin.write_all(format!("{long};").as_bytes()).unwrap();
+        }
+        drop(stdin);
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(!first.is_empty(), "{format} {how}: no output");
+        // The reader goes away: the rest of the output has nowhere to go.
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{format} {how}: {}",
+            stderr(&out)
+        );
+        assert_eq!(stderr(&out), "", "{format} {how}");
+    }
+}
+
+/// Plans print as text under their type, not as a table padded to the
+/// widest line: no line wider than the plan's own, no box characters.
+#[test]
+fn explain_prints_plans_as_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cairn(
+        dir.path(),
+        &[
+            "-c",
+            "CHECKPOINT TABLE wide AS SELECT value AS v, value % 7 AS k FROM range(0, 100000); \
+             EXPLAIN SELECT k, count(*) FROM wide WHERE v > 10 GROUP BY k",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let plan_start = text.find("logical_plan").expect("a logical plan");
+    let plans = &text[plan_start..];
+    assert!(plans.contains("\nphysical_plan\n"), "{plans}");
+    assert!(plans.contains("DataSourceExec"), "{plans}");
+    // The plans' own lines, from the rows as data.
+    let rows = cairn(
+        dir.path(),
+        &[
+            "--format",
+            "ndjson",
+            "-c",
+            "EXPLAIN SELECT k, count(*) FROM wide WHERE v > 10 GROUP BY k",
+        ],
+    );
+    let widest = stdout(&rows)
+        .lines()
+        .flat_map(|row| {
+            let plan = row
+                .split("\"plan\":\"")
+                .nth(1)
+                .unwrap_or_default()
+                .to_string();
+            plan.split("\\n")
+                .map(|l| l.chars().count())
+                .collect::<Vec<_>>()
+        })
+        .max()
+        .unwrap();
+    for line in plans.lines() {
+        assert!(
+            line.chars().count() <= widest + 2,
+            "wider than the plan ({widest}): {line:?}"
+        );
+        assert!(!line.ends_with(' '), "a padded line: {line:?}");
+        assert!(
+            !line.contains(['│', '┌', '─', '┐', '└', '┘', '├', '┤']),
+            "a table line: {line:?}"
+        );
+    }
+    // DataFusion's tree form reads well too.
+    let tree = cairn(
+        dir.path(),
+        &[
+            "-c",
+            "EXPLAIN FORMAT TREE SELECT k, count(*) FROM wide GROUP BY k",
+        ],
+    );
+    assert_eq!(tree.status.code(), Some(0), "{}", stderr(&tree));
+    let tree = stdout(&tree);
+    assert!(tree.starts_with("physical_plan\n"), "{tree}");
+    assert!(tree.contains("DataSourceExec"), "{tree}");
+    // Data formats keep the rows as they are.
+    let csv = cairn(dir.path(), &["--format", "csv", "-c", "EXPLAIN SELECT 1"]);
+    assert!(
+        stdout(&csv).starts_with("plan_type,plan\n"),
+        "{}",
+        stdout(&csv)
+    );
+}
+
+/// A misspelt table or checkpoint is named with the nearest names.
+#[test]
+fn a_misspelt_name_suggests_the_right_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cairn(
+        dir.path(),
+        &[
+            "-c",
+            "CREATE TABLE edges AS SELECT value % 100 AS src, value % 37 AS dst FROM range(0, 1000); \
+             CHECKPOINT TABLE degrees AS SELECT src, count(*) AS n FROM edges GROUP BY src; \
+             SELECT * FROM degres",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("table 'datafusion.public.degres' not found"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean 'degrees'?"), "{err}");
+    let drop = cairn(dir.path(), &["-c", "DROP CHECKPOINT degree"]);
+    let err = stderr(&drop);
+    assert!(
+        err.contains("checkpoint 'degree' does not exist; did you mean 'degrees'?"),
+        "{err}"
+    );
+    let edges = cairn(dir.path(), &["-c", "SELECT * FROM edgse"]);
+    // A new process: tables of the last one are gone, checkpoints are not.
+    assert!(
+        !stderr(&edges).contains("did you mean 'edges'"),
+        "{}",
+        stderr(&edges)
+    );
+}
+
 /// Through a pseudo-terminal, as a person types.
 mod terminal {
     use super::*;
@@ -297,6 +469,18 @@ mod terminal {
         s.send_line("").unwrap();
         s.exp_string("     3 ").unwrap();
         expect_then_prompt(&mut s, "(1 row)");
+
+        // Tab completes a column of the tables the session has, before
+        // the statement names one.
+        s.send_line("CREATE TABLE degrees AS SELECT 1 AS src, 2 AS n;")
+            .unwrap();
+        expect_then_prompt(&mut s, "2 AS n;");
+        s.send("SELECT sr\t").unwrap();
+        s.flush().unwrap();
+        s.exp_string("SELECT src").unwrap();
+        s.send_line(" FROM degrees;").unwrap();
+        s.exp_string("(1 row)").unwrap();
+        s.exp_string("cairn> ").unwrap();
 
         // Ctrl-C cancels a long statement; the shell stays.
         s.send_line("SELECT count(*) FROM range(0, 100000000000) WHERE value % 7 = 3;")

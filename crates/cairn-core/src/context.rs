@@ -11,7 +11,9 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{LogicalPlan, Statement};
 use datafusion::prelude::SessionContext;
 
-use crate::catalog::{CheckpointInfo, CheckpointSchema, Materialize, TableKind};
+use datafusion::error::DataFusionError;
+
+use crate::catalog::{CheckpointInfo, CheckpointSchema, Materialize, TableKind, did_you_mean};
 use crate::config::{CairnOptions, S3Options, WriteOptions, default_checkpoint_dir};
 use crate::error::{Error, Result};
 use crate::exec::{CheckpointKind, CheckpointTable, Materialized, PlanObserver, PlanObservers};
@@ -221,8 +223,50 @@ impl CairnContext {
     /// Plans DataFusion SQL into a DataFrame (DDL, DML and `SET` run at
     /// once, as in DataFusion).
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
-        let plan = self.ctx.state().create_logical_plan(sql).await?;
+        let plan = match self.ctx.state().create_logical_plan(sql).await {
+            Ok(plan) => plan,
+            Err(e) => return Err(self.with_name_hint(e).await),
+        };
         self.execute_logical_plan(plan).await
+    }
+
+    /// Plans a parsed statement (DataFusion's `statement_to_plan`); a table
+    /// that is not found is named with the nearest names there are.
+    pub async fn statement_to_plan(
+        &self,
+        statement: datafusion::sql::parser::Statement,
+    ) -> Result<LogicalPlan> {
+        match self.ctx.state().statement_to_plan(statement).await {
+            Ok(plan) => Ok(plan),
+            Err(e) => Err(self.with_name_hint(e).await),
+        }
+    }
+
+    /// DataFusion says "table 'datafusion.public.degres' not found"; this
+    /// adds "did you mean 'degrees'?", as DataFusion does for columns.
+    async fn with_name_hint(&self, e: DataFusionError) -> Error {
+        let missing = match e.find_root() {
+            DataFusionError::Plan(message) => message
+                .strip_prefix("table '")
+                .and_then(|rest| rest.strip_suffix("' not found"))
+                .map(|name| name.rsplit('.').next().unwrap_or(name).to_string()),
+            _ => None,
+        };
+        let Some(missing) = missing else {
+            return e.into();
+        };
+        let hint = did_you_mean(&self.schema.nearest_names(&missing).await);
+        if hint.is_empty() {
+            return e.into();
+        }
+        let hinted =
+            |inner: &DataFusionError| DataFusionError::Plan(format!("{}{hint}", inner.message()));
+        match e {
+            DataFusionError::Diagnostic(diagnostic, inner) => {
+                DataFusionError::Diagnostic(diagnostic, Box::new(hinted(&inner))).into()
+            }
+            other => hinted(&other).into(),
+        }
     }
 
     /// DataFusion's `execute_logical_plan`, with `SET` and `RESET` of

@@ -149,8 +149,7 @@ impl Session {
     pub async fn execute(&self, statement: &ParsedStatement) -> Result<DataFrame> {
         match &statement.statement {
             Statement::DataFusion(stmt) => {
-                let state = self.ctx.state();
-                let plan = state.statement_to_plan(stmt.as_ref().clone()).await?;
+                let plan = self.ctx.statement_to_plan(stmt.as_ref().clone()).await?;
                 self.ctx.execute_logical_plan(plan).await
             }
             Statement::CheckpointTable {
@@ -226,7 +225,7 @@ impl Session {
         let statement = datafusion::sql::parser::Statement::Statement(Box::new(
             datafusion::sql::sqlparser::ast::Statement::Query(Box::new(query.clone())),
         ));
-        let plan = self.ctx.state().statement_to_plan(statement).await?;
+        let plan = self.ctx.statement_to_plan(statement).await?;
         Ok(DataFrame::new(self.ctx.state(), plan))
     }
 

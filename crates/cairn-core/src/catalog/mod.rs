@@ -122,6 +122,17 @@ impl CheckpointSchema {
         Ok(())
     }
 
+    /// The names of this session's tables and views and of the dir's
+    /// checkpoints nearest to `name` (a misspelling of one of them), best
+    /// first.
+    pub(crate) async fn nearest_names(&self, name: &str) -> Vec<String> {
+        let mut names = self.inner.table_names();
+        if let Ok(bindings) = self.stores.current().bindings().await {
+            names.extend(bindings.into_iter().map(|b| b.name));
+        }
+        nearest(name, names)
+    }
+
     /// A lazy checkpoint of this session, once written, is read like any
     /// other: its plan (the lineage) is let go of, and the table takes the
     /// place of the lazy one.
@@ -152,6 +163,34 @@ impl CheckpointSchema {
                 Ok(self.named(name).await?.map_or(t as _, |t| t as _))
             }
             _ => Ok(table),
+        }
+    }
+}
+
+/// Of `names`, those within a few edits of `name` (ignoring case), nearest
+/// first, at most three.
+pub(crate) fn nearest(name: &str, names: Vec<String>) -> Vec<String> {
+    use datafusion::common::utils::datafusion_strsim::levenshtein;
+    let wanted = name.to_lowercase();
+    let most = (wanted.chars().count() / 3).max(1);
+    let mut scored: Vec<(usize, String)> = names
+        .into_iter()
+        .map(|n| (levenshtein(&wanted, &n.to_lowercase()), n))
+        .filter(|(d, _)| *d <= most)
+        .collect();
+    scored.sort();
+    scored.dedup_by(|a, b| a.1 == b.1);
+    scored.into_iter().take(3).map(|(_, n)| n).collect()
+}
+
+/// ` Did you mean 'a'?`, or nothing.
+pub(crate) fn did_you_mean(names: &[String]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => format!("; did you mean '{one}'?"),
+        many => {
+            let quoted: Vec<String> = many.iter().map(|n| format!("'{n}'")).collect();
+            format!("; did you mean one of {}?", quoted.join(", "))
         }
     }
 }

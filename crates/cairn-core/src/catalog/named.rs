@@ -317,7 +317,7 @@ impl CheckpointSchema {
             }
         }
         let Some(table) = self.named(name).await? else {
-            return Err(not_a_checkpoint(name));
+            return Err(self.not_a_checkpoint(name).await);
         };
         let plan = decode_lineage(&table.manifest().lineage, &state.task_ctx()).map_err(|why| {
             Error::Lineage(format!(
@@ -352,7 +352,7 @@ impl CheckpointSchema {
         }
         match self.named(name).await? {
             Some(t) => Ok(t.manifest().lineage.clone()),
-            None => Err(not_a_checkpoint(name)),
+            None => Err(self.not_a_checkpoint(name).await),
         }
     }
 
@@ -379,7 +379,7 @@ impl CheckpointSchema {
             dropped = true;
         }
         if !dropped && !if_exists {
-            return Err(not_a_checkpoint(name));
+            return Err(self.not_a_checkpoint(name).await);
         }
         Ok(dropped)
     }
@@ -402,8 +402,13 @@ async fn is_stale(manifest: &Manifest, state: &SessionState) -> Option<bool> {
     sources_changed(&manifest.fingerprint.listings, state).await
 }
 
-pub(super) fn not_a_checkpoint(name: &str) -> Error {
-    Error::Name(format!(
-        "checkpoint '{name}' does not exist; SHOW CHECKPOINTS lists them"
-    ))
+impl CheckpointSchema {
+    /// The error for a checkpoint name that names none, with the nearest
+    /// names there are.
+    pub(super) async fn not_a_checkpoint(&self, name: &str) -> Error {
+        let hint = super::did_you_mean(&self.nearest_names(name).await);
+        Error::Name(format!(
+            "checkpoint '{name}' does not exist{hint}; SHOW CHECKPOINTS lists them"
+        ))
+    }
 }
