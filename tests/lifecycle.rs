@@ -25,7 +25,7 @@ fn ids_in(dir: &std::path::Path) -> HashSet<String> {
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
-        .filter(|n| n != "_names")
+        .filter(|n| n != "_names" && n != "_lineage")
         .collect()
 }
 

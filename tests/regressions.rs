@@ -319,7 +319,14 @@ async fn known_difference_windows_over_a_join_of_windows_fail_the_sanity_check()
         NOT (r3072.k IS NULL) THEN (r3072.b % 2) ELSE CASE WHEN r3072.c >= 1.50 THEN r3072.b ELSE \
         r3072.a END END AS c0 FROM t1 AS r3072) AS r3073) AS r3074 LEFT JOIN t0 AS r3075 ON \
         r3074.c1 = r3075.b WHERE (CAST(r3074.c1 AS DOUBLE) IS NOT NULL AND -2 BETWEEN -2 AND 2)";
-    let result = async { ctx.sql(query).await?.collect().await.map_err(cairn::Error::from) }.await;
+    let result = async {
+        ctx.sql(query)
+            .await?
+            .collect()
+            .await
+            .map_err(cairn::Error::from)
+    }
+    .await;
     let err = result
         .map(|_| "answered".to_string())
         .unwrap_or_else(|e| e.to_string());

@@ -9,7 +9,8 @@
 //!
 //! Every query of both is also run as `CHECKPOINT(query)` (`slt/inline.rs`):
 //! the inline operator must take what a derived table takes and answer the
-//! same rows.
+//! same rows. And its plans are encoded with Cairn's codecs, decoded and run
+//! again (`slt/codec.rs`): they must answer the same rows.
 //!
 //! ```text
 //! cargo test --test sqllogictests                 # everything
@@ -18,6 +19,7 @@
 //! ```
 
 mod slt {
+    pub mod codec;
     pub mod db;
     pub mod files;
     pub mod inline;
@@ -85,6 +87,7 @@ fn main() -> ExitCode {
         }
     }
     println!("\n{}", slt::inline::summary());
+    println!("{}", slt::codec::summary());
     println!(
         "{} files, {} failed, in {:.1?}",
         files.len(),

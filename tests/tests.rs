@@ -3,6 +3,8 @@
 //! - `common`: contexts, counting functions and result comparison
 //! - `roundtrip`: a checkpoint returns exactly the rows of its input
 //! - `plans`: EXPLAIN shows the cut, exact statistics, the recorded order
+//! - `codecs`: Cairn's plan parts through its codecs; bad bytes are errors
+//! - `chains`: links of a chain rebuilt from their lineage, down to the sources
 //! - `reuse`: computed once; lazily once; reused zero times; volatile never
 //! - `atomicity`: SIGKILL at random moments never leaves a partial checkpoint
 //! - `differential`: random queries agree with DuckDB and with themselves under CHECKPOINT
@@ -21,6 +23,8 @@
 mod common;
 
 mod atomicity;
+mod chains;
+mod codecs;
 mod differential;
 mod dirs;
 mod full_disk;

@@ -22,7 +22,8 @@ pub enum Flavor {
 pub struct CairnDb {
     session: Session,
     flavor: Flavor,
-    /// Every query is also checked through `CHECKPOINT(...)`: see `inline`.
+    /// Every query is also checked through `CHECKPOINT(...)` and through
+    /// Cairn's codecs: see `inline` and `codec`.
     inline: bool,
 }
 
@@ -107,6 +108,9 @@ impl sqllogictest::AsyncDB for CairnDb {
         let output = self.run_script(sql).await;
         if self.inline {
             super::inline::check(&self.session, sql, &output)
+                .await
+                .map_err(|message| DbError { message })?;
+            super::codec::check(&self.session, sql, &output)
                 .await
                 .map_err(|message| DbError { message })?;
         }

@@ -16,7 +16,7 @@ use sqllogictest::DBOutput;
 use super::normalize::{ColumnKind, rows_of};
 
 /// The query a test file runs, if `sql` is one plain query.
-fn query_of(session: &Session, sql: &str) -> Option<String> {
+pub fn query_of(session: &Session, sql: &str) -> Option<String> {
     let parsed = session.parse(sql).ok()?;
     let [statement] = parsed.as_slice() else {
         return None;

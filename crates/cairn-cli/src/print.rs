@@ -166,6 +166,16 @@ fn print_to(
         }
         return Ok(());
     }
+    // A graph (EXPLAIN LINEAGE FORMAT DOT) prints as it is, for `| dot`.
+    if options.format == Format::Table
+        && let [field] = schema.fields().as_ref()
+        && field.name() == "dot"
+    {
+        for row in cells(batches, usize::MAX).map_err(io_error)? {
+            write!(out, "{}", row.concat())?;
+        }
+        return Ok(());
+    }
     match options.format {
         Format::Table => match plans(schema, batches) {
             Some(plans) => print_plans(out, &plans)?,

@@ -13,7 +13,9 @@ use datafusion::prelude::SessionContext;
 
 use datafusion::error::DataFusionError;
 
-use crate::catalog::{CheckpointInfo, CheckpointSchema, Materialize, TableKind, did_you_mean};
+use crate::catalog::{
+    ChainLink, CheckpointInfo, CheckpointSchema, Materialize, TableKind, did_you_mean,
+};
 use crate::config::{CairnOptions, S3Options, WriteOptions, default_checkpoint_dir};
 use crate::error::{Error, Result};
 use crate::exec::{CheckpointKind, CheckpointTable, Materialized, PlanObserver, PlanObservers};
@@ -417,6 +419,17 @@ impl CairnContext {
         self.schema.refresh_checkpoint(&self.state(), name).await
     }
 
+    /// The chain of checkpoints below the named one, top first, at most
+    /// `depth` links (each link's plan, rows, and whether its data is
+    /// still there), and how many links were left out.
+    pub async fn checkpoint_chain(
+        &self,
+        name: &str,
+        depth: usize,
+    ) -> Result<(Vec<ChainLink>, usize)> {
+        self.schema.checkpoint_chain(name, depth).await
+    }
+
     /// The plan a named checkpoint replaced.
     pub async fn checkpoint_lineage(&self, name: &str) -> Result<Lineage> {
         self.schema.checkpoint_lineage(name).await
@@ -434,6 +447,44 @@ impl CairnContext {
     /// checkpoint or one this process reads.
     pub async fn vacuum_checkpoints(&self) -> Result<VacuumReport> {
         self.schema.vacuum_checkpoints(&self.state()).await
+    }
+
+    /// After `error`, rebuilds the damaged checkpoint it is about when the
+    /// policy (`cairn.checkpoint_on_corrupt`) is `recompute`. True when what
+    /// failed should run again: a checkpoint not in `repaired` was rebuilt
+    /// (and is added to it).
+    pub async fn repair(&self, error: &Error, repaired: &mut Vec<String>) -> Result<bool> {
+        if self.options().on_corrupt != crate::config::OnCorrupt::Recompute {
+            return Ok(false);
+        }
+        let Some(id) = crate::error::damaged_checkpoint(error) else {
+            return Ok(false);
+        };
+        if repaired.contains(&id) {
+            return Ok(false);
+        }
+        self.recompute_damaged_checkpoint(&id).await?;
+        repaired.push(id);
+        Ok(true)
+    }
+
+    /// Collects `df`; with `cairn.checkpoint_on_corrupt = 'recompute'`, a
+    /// damaged checkpoint it reads (and the links of its chain below) is
+    /// rebuilt and the collect runs again.
+    pub async fn collect(
+        &self,
+        df: &DataFrame,
+    ) -> Result<Vec<datafusion::arrow::array::RecordBatch>> {
+        let mut repaired = Vec::new();
+        loop {
+            let error = match df.clone().collect().await {
+                Ok(batches) => return Ok(batches),
+                Err(e) => Error::from(e),
+            };
+            if !self.repair(&error, &mut repaired).await? {
+                return Err(error);
+            }
+        }
     }
 
     /// Rebuilds the damaged checkpoint `id` from the lineage in its

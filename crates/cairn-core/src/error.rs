@@ -171,7 +171,14 @@ pub fn damaged_checkpoint(error: &(dyn std::error::Error + 'static)) -> Option<S
         }
         next = e.source();
     }
-    None
+    // The Parquet reader keeps only the text of an error met while it
+    // fetches a footer: the id is read from the text `Corrupt` displays.
+    let text = error.to_string();
+    text.match_indices("checkpoint ").find_map(|(at, word)| {
+        let after = &text[at + word.len()..];
+        let id: String = after.chars().take_while(char::is_ascii_hexdigit).collect();
+        (id.len() == 32 && after[id.len()..].starts_with(" is corrupt")).then_some(id)
+    })
 }
 
 impl From<Error> for DataFusionError {
@@ -205,6 +212,15 @@ mod tests {
         )));
         let top = Error::DataFusion(df);
         assert_eq!(damaged_checkpoint(&top).as_deref(), Some("abc"));
+        // Kept as text only, as the Parquet reader keeps it.
+        let id = "9e6b59f0733d7ab14a73bbc94faa88d8";
+        let text = DataFusionError::ParquetError(Box::new(
+            datafusion::parquet::errors::ParquetError::General(format!(
+                "Failed to fetch metadata for file x: Object Store error: Generic cairn \
+                 checkpoint error: checkpoint {id} is corrupt: file 'x': checksum mismatch"
+            )),
+        ));
+        assert_eq!(damaged_checkpoint(&text).as_deref(), Some(id));
         let other = Error::Name("nope".into());
         assert_eq!(damaged_checkpoint(&other), None);
     }

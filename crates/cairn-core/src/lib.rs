@@ -41,7 +41,7 @@ mod periodic;
 pub mod plan;
 pub mod store;
 
-pub use catalog::{CheckpointInfo, LazyCheckpointTable, Materialize, TableKind};
+pub use catalog::{ChainLink, CheckpointInfo, LazyCheckpointTable, Materialize, TableKind};
 pub use config::{
     CairnOptions, Lifetimes, OnCorrupt, S3Options, Secret, WriteOptions, compression_name,
     default_checkpoint_dir,
@@ -49,13 +49,16 @@ pub use config::{
 pub use context::{CairnContext, CairnContextBuilder};
 pub use dataframe::CheckpointExt;
 pub use error::{Error, Result, damaged_checkpoint};
-pub use exec::{CheckpointKind, PlanObserver, PlanWatch};
+pub use exec::{CairnPhysicalCodec, CheckpointKind, PlanObserver, PlanWatch};
 pub use periodic::PeriodicCheckpointer;
+pub use plan::CairnLogicalCodec;
 
 /// The DataFusion and Arrow this engine is built on: use these, so that a
 /// program has one version of each.
 pub use datafusion;
 pub use datafusion::arrow;
+/// The plan encoding Cairn's codecs plug into (to wrap them, or be wrapped).
+pub use datafusion_proto;
 pub use object_store;
 
 /// What most programs need.

@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 mod dialect;
+mod lineage;
 mod listing;
 mod parser;
 mod relation;

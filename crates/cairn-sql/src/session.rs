@@ -6,8 +6,7 @@ use std::sync::Arc;
 use cairn_core::datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
 use cairn_core::datafusion::arrow::datatypes::{Schema, SchemaRef};
 use cairn_core::{
-    CairnContext, CairnOptions, CheckpointInfo, CheckpointKind, Error, Materialize, OnCorrupt,
-    Result, damaged_checkpoint,
+    CairnContext, CairnOptions, CheckpointInfo, CheckpointKind, Error, Materialize, Result,
 };
 use datafusion::dataframe::DataFrame;
 use datafusion::physical_plan::collect;
@@ -35,6 +34,9 @@ impl StatementOutput {
         self.batches.iter().map(RecordBatch::num_rows).sum()
     }
 }
+
+/// How many links of a chain `EXPLAIN LINEAGE` shows.
+const LINEAGE_DEPTH: usize = 20;
 
 /// A session: a [`CairnContext`] that also runs Cairn's statements.
 #[derive(Debug, Clone)]
@@ -108,18 +110,7 @@ impl Session {
     /// policy says so. True when the statement should run again: a
     /// checkpoint not in `repaired` was rebuilt (and is added to it).
     pub async fn repair(&self, error: &Error, repaired: &mut Vec<String>) -> Result<bool> {
-        if self.ctx.options().on_corrupt != OnCorrupt::Recompute {
-            return Ok(false);
-        }
-        let Some(id) = damaged_checkpoint(error) else {
-            return Ok(false);
-        };
-        if repaired.contains(&id) {
-            return Ok(false);
-        }
-        self.ctx.recompute_damaged_checkpoint(&id).await?;
-        repaired.push(id);
-        Ok(true)
+        self.ctx.repair(error, repaired).await
     }
 
     async fn run_once(&self, statement: &ParsedStatement) -> Result<StatementOutput> {
@@ -184,17 +175,15 @@ impl Session {
                 let info = self.ctx.refresh_checkpoint(name).await?;
                 self.rows(checkpoint_summary(&[info]))
             }
-            Statement::ExplainLineage { name } => {
-                let lineage = self.ctx.checkpoint_lineage(name).await?;
-                let recompute = match (&lineage.proto, &lineage.proto_unavailable) {
-                    (Some(_), _) => "available".to_string(),
-                    (None, Some(why)) => format!("not available: {why}"),
-                    (None, None) => "not available".to_string(),
-                };
-                self.rows(batch(vec![
-                    ("recompute", text(vec![Some(recompute)])),
-                    ("lineage", text(vec![Some(lineage.text)])),
-                ]))
+            Statement::ExplainLineage { name, dot } => {
+                let (links, left_out) = self.ctx.checkpoint_chain(name, LINEAGE_DEPTH).await?;
+                if *dot {
+                    return self.rows(batch(vec![(
+                        "dot",
+                        text(vec![Some(crate::lineage::dot(name, &links, left_out))]),
+                    )]));
+                }
+                self.rows(crate::lineage::rows(&links, left_out))
             }
             Statement::Drop { name, if_exists } => {
                 self.ctx.drop_checkpoint(name, *if_exists).await?;

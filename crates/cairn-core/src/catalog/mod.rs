@@ -4,7 +4,7 @@
 //! with names: checkpoint a DataFrame under one, list, refresh, explain,
 //! drop, vacuum, recompute a damaged one.
 
-mod lazy;
+mod chain;
 mod named;
 mod recover;
 
@@ -16,10 +16,11 @@ use datafusion::catalog::SchemaProvider;
 use datafusion::datasource::TableProvider;
 use datafusion::error::Result as DfResult;
 
-pub use self::lazy::LazyCheckpointTable;
+pub use self::chain::ChainLink;
 pub use self::named::{CheckpointInfo, Materialize, TableKind};
 use crate::error::{Error, Result};
 use crate::exec::{CheckpointTable, Materialized};
+pub use crate::plan::LazyCheckpointTable;
 use crate::store::{CheckpointStore, SessionStores};
 
 /// The default schema plus the names bound in the current checkpoint dir.
@@ -65,6 +66,18 @@ impl CheckpointSchema {
             return Ok(Some(Arc::clone(t)));
         }
         let Some(manifest) = store.read_manifest(&binding.id).await? else {
+            // Its data is gone; with its lineage kept it can be rebuilt.
+            if store.lineage_record(&binding.id).await?.is_some() {
+                return Err(Error::Corrupt {
+                    id: binding.id.clone(),
+                    file: store.location(&binding.id, crate::store::manifest::MANIFEST_FILE),
+                    problem: format!(
+                        "the data of checkpoint '{name}' is gone, its lineage is kept; SET \
+                         cairn.checkpoint_on_corrupt = 'recompute' rebuilds it, REFRESH \
+                         CHECKPOINT {name} recomputes it from its sources"
+                    ),
+                });
+            }
             return Err(Error::Name(format!(
                 "checkpoint '{name}' names {}, which is not committed in {}; \
                  drop it with DROP CHECKPOINT {name}",

@@ -12,12 +12,13 @@ use datafusion::dataframe::DataFrame;
 use datafusion::datasource::TableProvider;
 use datafusion::execution::SessionState;
 
+use super::chain::{LinkError, Rebuild};
 use super::{CheckpointSchema, LazyCheckpointTable};
 use crate::config::CairnOptions;
 use crate::error::{Error, Result};
 use crate::exec::{CheckpointKind, CheckpointTable, LocalCheckpointTable, Materialized};
 use crate::plan::{
-    CheckpointNode, check_column_names, checkpoint_now, decode_lineage, lineage_of, sources_changed,
+    CheckpointNode, check_column_names, checkpoint_now, lineage_of, sources_changed,
 };
 use crate::store::lifecycle::VacuumReport;
 use crate::store::manifest::{Lineage, Manifest};
@@ -316,24 +317,81 @@ impl CheckpointSchema {
                 ));
             }
         }
-        let Some(table) = self.named(name).await? else {
+        // Recomputed from the sources as they are now, down the chain (its
+        // own data may be gone: the lineage it left is enough).
+        let store = self.stores.current();
+        let Some(binding) = store.lookup_name(name).await? else {
             return Err(self.not_a_checkpoint(name).await);
         };
-        let plan = decode_lineage(&table.manifest().lineage, &state.task_ctx()).map_err(|why| {
-            Error::Lineage(format!(
-                "cannot refresh checkpoint '{name}': its lineage cannot be rebuilt ({why}); \
-                 re-create it with CHECKPOINT OR REPLACE TABLE {name} AS ..."
-            ))
-        })?;
-        let df = DataFrame::new(state.clone(), plan);
-        Box::pin(self.checkpoint_table(
-            name,
-            df,
-            CheckpointKind::Reliable,
-            Materialize::Eager,
-            true,
-        ))
-        .await
+        let old = binding.id;
+        self.forget(store.url(), &old);
+        let fresh = match self
+            .link(state, store.url(), &old, Rebuild::Refresh, false)
+            .await
+        {
+            Ok(fresh) => fresh,
+            Err(LinkError::Unusable(why)) => {
+                return Err(Error::Lineage(format!(
+                    "cannot refresh checkpoint '{name}': its lineage cannot be rebuilt ({why}); \
+                     re-create it with CHECKPOINT OR REPLACE TABLE {name} AS ..."
+                )));
+            }
+            Err(LinkError::Failed(e)) => return Err(e),
+        };
+        store.bind_name(name, fresh.id()).await?;
+        if fresh.id() != old {
+            self.supersede(&store, &old);
+        }
+        let info = CheckpointInfo::reliable(name, &fresh);
+        drop(fresh);
+        self.sweep().await?;
+        Ok(info)
+    }
+
+    /// The chain below the named checkpoint, top first (see
+    /// [`CairnContext::checkpoint_chain`](crate::CairnContext::checkpoint_chain)).
+    pub(crate) async fn checkpoint_chain(
+        &self,
+        name: &str,
+        depth: usize,
+    ) -> Result<(Vec<super::ChainLink>, usize)> {
+        let in_session = self.session_tables().table(name).await?.is_some_and(|t| {
+            t.downcast_ref::<LocalCheckpointTable>().is_some()
+                || t.downcast_ref::<LazyCheckpointTable>().is_some()
+        });
+        if !in_session && let Some(table) = self.named(name).await? {
+            let id = table.id().to_string();
+            drop(table);
+            return self.chain(&id, depth).await;
+        }
+        // A local or lazy checkpoint of this session: one link, its plan.
+        let lineage = self.checkpoint_lineage(name).await?;
+        let recompute = match (&lineage.proto, &lineage.proto_unavailable) {
+            (Some(_), _) => "available".to_string(),
+            (None, Some(why)) => format!("not available: {why}"),
+            (None, None) => "not available".to_string(),
+        };
+        let link = super::ChainLink {
+            names: vec![name.to_string()],
+            id: String::new(),
+            rows: None,
+            created: None,
+            data: "in this session".into(),
+            recompute,
+            plan: lineage.text,
+            reads: lineage.inputs.iter().map(|i| i.id.clone()).collect(),
+            sources: Vec::new(),
+        };
+        let mut links = vec![link];
+        let mut left_out = 0;
+        for input in &lineage.inputs {
+            let (below, more) = self
+                .chain(&input.id, depth.saturating_sub(links.len()))
+                .await?;
+            links.extend(below);
+            left_out += more;
+        }
+        Ok((links, left_out))
     }
 
     /// The plan a named checkpoint replaced.
@@ -344,6 +402,7 @@ impl CheckpointSchema {
                     text: t.checkpoint().lineage().to_string(),
                     proto: None,
                     proto_unavailable: Some("local checkpoints keep their lineage as text".into()),
+                    inputs: Vec::new(),
                 });
             }
             if let Some(t) = t.downcast_ref::<LazyCheckpointTable>() {

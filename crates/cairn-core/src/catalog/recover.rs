@@ -1,14 +1,14 @@
 //! A committed checkpoint found damaged (a file changed, truncated or gone,
 //! a manifest that does not parse) is an error by default. With
 //! [`OnCorrupt::Recompute`](crate::OnCorrupt) it is rebuilt from the
-//! lineage its manifest keeps, and what read it runs again.
+//! lineage it keeps (and the links of its chain below it, where they are
+//! damaged or gone too), and what read it runs again.
 
 use datafusion::execution::SessionState;
 
+use super::chain::{LinkError, Rebuild};
 use super::{CheckpointSchema, LazyCheckpointTable};
 use crate::error::{Error, Result};
-use crate::exec::CheckpointKind;
-use crate::plan::{CheckpointNode, checkpoint_now, decode_lineage};
 
 impl CheckpointSchema {
     /// See [`CairnContext::recompute_damaged_checkpoint`](crate::CairnContext::recompute_damaged_checkpoint).
@@ -25,25 +25,6 @@ impl CheckpointSchema {
             .filter(|b| b.id == id)
             .map(|b| b.name)
             .collect();
-        let plan = match store.read_manifest_only(id).await {
-            Ok(Some(m)) => decode_lineage(&m.lineage, &state.task_ctx()),
-            Ok(None) => Err("its manifest is gone".to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        let plan = match plan {
-            Ok(plan) => Some(plan),
-            Err(why) if !names.is_empty() => {
-                return Err(Error::Lineage(format!(
-                    "checkpoint '{0}' ({id}) is damaged and cannot be recomputed: its lineage \
-                     is not usable ({why}); re-create it with CHECKPOINT OR REPLACE TABLE {0} \
-                     AS ...",
-                    names[0]
-                )));
-            }
-            Err(_) => None,
-        };
-
-        tracing::warn!(id, dir = store.url(), "recomputing a damaged checkpoint");
         self.forget(store.url(), id);
         // Lazy named checkpoints of this session that wrote this id: their
         // names are bound in the dir, which serves the rebuilt one.
@@ -53,20 +34,27 @@ impl CheckpointSchema {
                 self.session_tables().deregister_table(name)?;
             }
         }
-        store.delete_checkpoint(id).await?;
-        let Some(plan) = plan else {
-            return Ok(None);
-        };
-        let node = CheckpointNode::try_new(
-            plan,
-            CheckpointKind::Reliable,
-            None,
-            Some(store.url().to_string()),
-        )?;
-        let rebuilt = checkpoint_now(state, &node).await?;
-        for name in &names {
-            store.bind_name(name, rebuilt.id()).await?;
+        match self
+            .link(state, store.url(), id, Rebuild::Repair, true)
+            .await
+        {
+            Ok(rebuilt) => Ok(Some(rebuilt.id().to_string())),
+            Err(LinkError::Unusable(why)) if names.is_empty() => {
+                // The query that holds its plan writes it again.
+                tracing::warn!(
+                    id,
+                    why,
+                    "removing a damaged checkpoint without a usable lineage"
+                );
+                store.delete_checkpoint(id).await?;
+                Ok(None)
+            }
+            Err(LinkError::Unusable(why)) => Err(Error::Lineage(format!(
+                "checkpoint '{0}' ({id}) is damaged and cannot be recomputed: its lineage is not \
+                 usable ({why}); re-create it with CHECKPOINT OR REPLACE TABLE {0} AS ...",
+                names[0]
+            ))),
+            Err(LinkError::Failed(e)) => Err(e),
         }
-        Ok(Some(rebuilt.id().to_string()))
     }
 }

@@ -7,14 +7,20 @@
 //! operators what it computed (the fingerprint, the lineage, the store).
 
 mod checkpoint;
+mod codec;
 mod local;
 mod materialized;
 mod scan;
+mod source;
 mod task;
+pub mod wire;
 mod write;
 
 pub use checkpoint::{CheckpointExec, PlanObserver, PlanObservers, PlanWatch};
+pub use codec::CairnPhysicalCodec;
+pub(crate) use codec::{checked, store_for};
 pub use local::{LocalCheckpoint, LocalCheckpointExec, LocalCheckpointTable};
 pub use materialized::{CheckpointRun, Materialized};
 pub use scan::CheckpointTable;
+pub use source::{CheckpointRef, CheckpointSource};
 pub use task::{CheckpointKind, CheckpointTask, WriteMetrics, storable_schema};

@@ -34,6 +34,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::sync::OnceCell;
 
+use super::source::{CheckpointRef, CheckpointSource};
 use crate::store::CheckpointStore;
 use crate::store::integrity::VerifyingStore;
 use crate::store::lifecycle::LiveRef;
@@ -45,6 +46,11 @@ pub struct CheckpointTable {
     store: Arc<CheckpointStore>,
     manifest: Arc<Manifest>,
     schema: SchemaRef,
+    /// The manifest without its lineage, as plans carry it.
+    reference: Arc<Manifest>,
+    /// Carried in a plan from elsewhere: checked against the dir's
+    /// manifest at the first scan (planning here cannot read the store).
+    carried: Option<OnceCell<()>>,
     /// While this table exists, this process never removes the checkpoint.
     _live: LiveRef,
 }
@@ -56,10 +62,49 @@ impl CheckpointTable {
         let live = store.hold(&manifest.id);
         Self {
             store,
+            reference: Arc::new(manifest.without_lineage()),
             manifest: Arc::new(manifest),
             schema,
+            carried: None,
             _live: live,
         }
+    }
+
+    /// The checkpoint a decoded plan names: before its first scan, the dir
+    /// must still hold it, with the files the plan carries.
+    pub fn carried(store: Arc<CheckpointStore>, manifest: Manifest) -> Self {
+        Self {
+            carried: Some(OnceCell::new()),
+            ..Self::new(store, manifest)
+        }
+    }
+
+    /// Checks, once, that the dir still holds the checkpoint a plan carried.
+    async fn check_carried(&self) -> datafusion::error::Result<()> {
+        let Some(checked) = &self.carried else {
+            return Ok(());
+        };
+        let id = &self.manifest.id;
+        checked
+            .get_or_try_init(|| async {
+                // Rebuilt in this process: the scan reads the new files.
+                if self.store.rebuilt(id).is_some() {
+                    return Ok(());
+                }
+                let problem = match self.store.read_manifest(id).await? {
+                    None => "is no longer there (dropped or vacuumed since the plan was made)",
+                    Some(m) if m.files != self.manifest.files => {
+                        "holds other files than the plan was made for"
+                    }
+                    Some(_) => return Ok(()),
+                };
+                Err(datafusion::error::DataFusionError::Plan(format!(
+                    "checkpoint {id} in '{}' {problem}; plan the query again",
+                    self.store.url()
+                )))
+            })
+            .await
+            .map(|_| ())
     }
 
     /// The checkpoint's id.
@@ -106,23 +151,9 @@ impl CheckpointTable {
         LexOrdering::new(exprs)
     }
 
-    /// The scan: each file in one of `partitions` groups (one per file by default).
-    pub(crate) fn scan_exec(
-        &self,
-        projection: Option<&Vec<usize>>,
-        predicate: Option<Arc<dyn PhysicalExpr>>,
-        limit: Option<usize>,
-        partitions: Option<usize>,
-    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let files = &self.manifest.files;
-        let n = partitions.unwrap_or(files.len()).max(1);
-        if files.is_empty() {
-            let schema = match projection {
-                Some(p) => Arc::new(self.schema.project(p)?),
-                None => Arc::clone(&self.schema),
-            };
-            return Ok(Arc::new(EmptyExec::new(schema).with_partitions(n)));
-        }
+    /// DataFusion's Parquet source over this checkpoint's files, reading
+    /// through a store that verifies every block and recording the use.
+    pub(crate) fn parquet_source(&self) -> ParquetSource {
         let verifying = Arc::new(VerifyingStore::new(
             Arc::clone(self.store.object_store()),
             self.store.verified_files(&self.manifest),
@@ -135,11 +166,46 @@ impl CheckpointTable {
                 done: OnceCell::new(),
             }),
         };
-        let mut source = ParquetSource::new(Arc::clone(&self.schema))
-            .with_parquet_file_reader_factory(Arc::new(readers));
+        ParquetSource::new(Arc::clone(&self.schema))
+            .with_parquet_file_reader_factory(Arc::new(readers))
+    }
+
+    /// What a plan carries of this checkpoint: where it is and its files.
+    pub(crate) fn reference(&self) -> CheckpointRef {
+        CheckpointRef {
+            dir: self.store.url().to_string(),
+            manifest: Arc::clone(&self.reference),
+        }
+    }
+
+    /// The scan: each file in one of `partitions` groups (one per file by default).
+    pub(crate) fn scan_exec(
+        &self,
+        projection: Option<&Vec<usize>>,
+        predicate: Option<Arc<dyn PhysicalExpr>>,
+        limit: Option<usize>,
+        partitions: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        if let Some(newer) = self.store.rebuilt(self.id())
+            && newer.files != self.manifest.files
+        {
+            let newer = CheckpointTable::new(Arc::clone(&self.store), newer.as_ref().clone());
+            return newer.scan_exec(projection, predicate, limit, partitions);
+        }
+        let files = &self.manifest.files;
+        let n = partitions.unwrap_or(files.len()).max(1);
+        if files.is_empty() {
+            let schema = match projection {
+                Some(p) => Arc::new(self.schema.project(p)?),
+                None => Arc::clone(&self.schema),
+            };
+            return Ok(Arc::new(EmptyExec::new(schema).with_partitions(n)));
+        }
+        let mut source = self.parquet_source();
         if let Some(predicate) = predicate {
             source = source.with_predicate(predicate);
         }
+        let source = CheckpointSource::new(source, self.reference());
         let mut groups = vec![Vec::new(); n];
         for (i, f) in files.iter().enumerate() {
             let path = CheckpointStore::file_path(&self.manifest.id, &f.path);
@@ -177,6 +243,7 @@ impl TableProvider for CheckpointTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        self.check_carried().await?;
         let predicate = match conjunction(filters.to_vec()) {
             Some(expr) => {
                 let df_schema = self.schema.as_ref().clone().to_dfschema()?;

@@ -1,25 +1,34 @@
 //! The plan a checkpoint cut away, kept in its manifest as metadata: as
-//! text always, and as datafusion-proto bytes where the plan's sources can
-//! be encoded, which is what recomputing it needs.
+//! text always, and encoded with Cairn's codec where the plan's sources can
+//! be encoded (files, listing tables, `range`/`generate_series`, views,
+//! other checkpoints), which is what recomputing it needs. The checkpoints
+//! the plan reads are listed too: the links of a chain below this one.
+
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::source_as_provider;
 use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::LogicalPlan;
 
-use crate::store::manifest::Lineage;
+use super::codec::CairnLogicalCodec;
+use crate::exec::CheckpointTable;
+use crate::store::manifest::{Lineage, LineageInput};
 
-/// The lineage of `plan`: always its text, and its datafusion-proto
-/// encoding where every source can be encoded (files and listing tables;
-/// not in-memory tables).
+/// The lineage of `plan`: its text, its encoding where every source can be
+/// encoded, and the checkpoints it reads.
 pub fn lineage_of(plan: &LogicalPlan) -> Lineage {
     let text = plan.display_indent().to_string();
-    match datafusion_proto::bytes::logical_plan_to_bytes(plan) {
+    let inputs = inputs_of(plan);
+    match CairnLogicalCodec::default().encode(plan) {
         Ok(bytes) => Lineage {
             text,
             proto: Some(BASE64.encode(&bytes)),
             proto_unavailable: None,
+            inputs,
         },
         Err(e) => Lineage {
             text,
@@ -28,13 +37,40 @@ pub fn lineage_of(plan: &LogicalPlan) -> Lineage {
                 "its plan reads a source that cannot be encoded ({})",
                 root_cause(&e)
             )),
+            inputs,
         },
     }
 }
 
-/// The plan `lineage` keeps, ready to plan again; or why it cannot be
-/// rebuilt, for the caller's message.
-pub fn decode_lineage(lineage: &Lineage, ctx: &TaskContext) -> Result<LogicalPlan, String> {
+/// The committed checkpoints `plan` reads.
+fn inputs_of(plan: &LogicalPlan) -> Vec<LineageInput> {
+    let mut inputs: Vec<LineageInput> = Vec::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && let Ok(provider) = source_as_provider(&scan.source)
+            && let Some(t) = provider.downcast_ref::<CheckpointTable>()
+        {
+            let input = LineageInput {
+                dir: t.store().url().to_string(),
+                id: t.id().to_string(),
+            };
+            if !inputs.contains(&input) {
+                inputs.push(input);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    inputs
+}
+
+/// The plan `lineage` keeps, ready to plan again, reading for each id in
+/// `resolved` the table given for it; or why it cannot be rebuilt, for the
+/// caller's message.
+pub fn decode_lineage(
+    lineage: &Lineage,
+    ctx: &TaskContext,
+    resolved: impl IntoIterator<Item = (String, Arc<CheckpointTable>)>,
+) -> Result<LogicalPlan, String> {
     let Some(proto) = &lineage.proto else {
         return Err(lineage
             .proto_unavailable
@@ -44,7 +80,9 @@ pub fn decode_lineage(lineage: &Lineage, ctx: &TaskContext) -> Result<LogicalPla
     let bytes = BASE64
         .decode(proto)
         .map_err(|e| format!("it is damaged: {e}"))?;
-    datafusion_proto::bytes::logical_plan_from_bytes(&bytes, ctx)
+    CairnLogicalCodec::default()
+        .with_resolved(resolved)
+        .decode(&bytes, ctx)
         .map_err(|e| format!("it cannot be decoded: {}", root_cause(&e)))
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use datafusion::catalog::Session;
 use datafusion::execution::SessionState;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::fingerprint::fingerprint;
@@ -14,9 +15,11 @@ use super::node::CheckpointNode;
 use crate::config::{CairnOptions, OnCorrupt};
 use crate::error::{Error, Result, damaged_checkpoint};
 use crate::exec::{
-    CheckpointExec, CheckpointKind, CheckpointTable, CheckpointTask, Materialized, PlanObservers,
+    CheckpointExec, CheckpointKind, CheckpointRun, CheckpointTable, CheckpointTask, Materialized,
+    PlanObservers,
 };
-use crate::store::SessionStores;
+use crate::store::manifest::{Fingerprint, Lineage};
+use crate::store::{CheckpointStore, SessionStores};
 
 /// What a checkpoint node needs when a plan of it is made.
 pub(crate) enum Planned {
@@ -68,10 +71,11 @@ pub(crate) async fn plan_checkpoint(
     }
     let lineage = match node.kind() {
         CheckpointKind::Reliable => lineage_of(node.original()),
-        CheckpointKind::Local => crate::store::manifest::Lineage {
+        CheckpointKind::Local => Lineage {
             text: node.original().display_indent().to_string(),
             proto: None,
             proto_unavailable: Some("local checkpoints keep their lineage as text".into()),
+            inputs: Vec::new(),
         },
     };
     Ok(Planned::Write(Arc::new(CheckpointTask {
@@ -97,6 +101,38 @@ pub async fn checkpoint_now(state: &SessionState, node: &CheckpointNode) -> Resu
         observers.running(&(Arc::clone(&exec) as Arc<dyn ExecutionPlan>));
     }
     Ok(exec.materialize(state.task_ctx()).await?)
+}
+
+/// Writes `plan` now as the checkpoint `fingerprint` names, into `store`,
+/// keeping `lineage`: how a damaged or removed link of a chain is rebuilt
+/// under the id the links above it read.
+pub async fn rebuild_now(
+    state: &SessionState,
+    plan: &LogicalPlan,
+    store: Arc<CheckpointStore>,
+    fingerprint: Fingerprint,
+    lineage: Lineage,
+) -> Result<Materialized> {
+    let options = CairnOptions::of(state.config()).ok_or_else(not_cairn)?;
+    let task = Arc::new(CheckpointTask {
+        kind: CheckpointKind::Reliable,
+        store,
+        fingerprint,
+        lineage,
+        name: None,
+        options: options.write,
+        replace_damaged: false,
+    });
+    let input = state.create_physical_plan(plan).await?;
+    let exec = Arc::new(CheckpointExec::new(input, task, CheckpointRun::new()));
+    if let Some(observers) = state.config().get_extension::<PlanObservers>() {
+        observers.running(&(Arc::clone(&exec) as Arc<dyn ExecutionPlan>));
+    }
+    let written = exec.materialize(state.task_ctx()).await?;
+    if let Materialized::Reliable(t) = &written {
+        t.store().note_rebuilt(t.manifest());
+    }
+    Ok(written)
 }
 
 /// The error for a plan or DataFrame made outside a Cairn session.

@@ -6,7 +6,9 @@
 //! Planning reads the store (is this checkpoint committed?) but never
 //! writes to it: writing happens when a plan runs.
 
+mod codec;
 mod fingerprint;
+mod lazy;
 mod lineage;
 mod materialize;
 mod node;
@@ -14,9 +16,11 @@ mod optimizer;
 mod planner;
 mod scan;
 
+pub use codec::CairnLogicalCodec;
 pub use fingerprint::{fingerprint, is_volatile, sources_changed};
+pub use lazy::LazyCheckpointTable;
 pub use lineage::{decode_lineage, lineage_of};
-pub use materialize::checkpoint_now;
+pub use materialize::{checkpoint_now, rebuild_now};
 pub use node::CheckpointNode;
 pub use optimizer::{
     ComposeStackedProjections, KeepFiltersAboveCheckpoints, NullAwareConstantNotIn, optimizer_rules,

@@ -11,10 +11,11 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use datafusion::common::DFSchemaRef;
+use datafusion::common::tree_node::Transformed;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{Expr, Extension, LogicalPlan, UserDefinedLogicalNodeCore};
 
-use super::scan::cut_written;
+use super::scan::scan_plan;
 use crate::error::{Error, Result};
 use crate::exec::{CheckpointKind, CheckpointRun};
 
@@ -52,6 +53,27 @@ impl CheckpointNode {
             kind,
             name,
             dir,
+            run: CheckpointRun::new(),
+        })
+    }
+
+    /// A node decoded from bytes: its identity and parts as encoded, and a
+    /// fresh run state (what ran in another process did not run here).
+    pub(crate) fn decoded(
+        input: LogicalPlan,
+        original: LogicalPlan,
+        id: u128,
+        kind: CheckpointKind,
+        name: Option<String>,
+        dir: Option<String>,
+    ) -> Result<Self> {
+        Ok(Self {
+            input,
+            id,
+            kind,
+            name,
+            dir,
+            original: Arc::new(original),
             run: CheckpointRun::new(),
         })
     }
@@ -180,4 +202,24 @@ pub(crate) fn check_column_names(plan: &LogicalPlan) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `plan` with every checkpoint node that is written already replaced by a
+/// scan of its checkpoint: a new checkpoint over it keeps no lineage it
+/// does not need (and no reader of versions a loop has left behind).
+pub(crate) fn cut_written(plan: LogicalPlan) -> Result<LogicalPlan> {
+    let cut = plan.transform_up_with_subqueries(|p| {
+        let LogicalPlan::Extension(e) = &p else {
+            return Ok(Transformed::no(p));
+        };
+        let Some(node) = e.node.as_any().downcast_ref::<CheckpointNode>() else {
+            return Ok(Transformed::no(p));
+        };
+        let Some(m) = node.run().materialized() else {
+            return Ok(Transformed::no(p));
+        };
+        let scan = scan_plan(&m, Some(node.input().schema()))?;
+        Ok(Transformed::yes(scan))
+    })?;
+    Ok(cut.data)
 }

@@ -1,11 +1,9 @@
 //! The logical scan that takes the place of a written checkpoint.
 
-use datafusion::common::tree_node::Transformed;
 use datafusion::common::{Column, DFSchemaRef};
 use datafusion::datasource::provider_as_source;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 
-use super::node::CheckpointNode;
 use crate::error::Result;
 use crate::exec::Materialized;
 
@@ -26,24 +24,4 @@ pub fn scan_plan(m: &Materialized, input: Option<&DFSchemaRef>) -> Result<Logica
         })
         .collect();
     Ok(scan.project(exprs)?.build()?)
-}
-
-/// `plan` with every checkpoint node that is written already replaced by a
-/// scan of its checkpoint: a new checkpoint over it keeps no lineage it
-/// does not need (and no reader of versions a loop has left behind).
-pub(crate) fn cut_written(plan: LogicalPlan) -> Result<LogicalPlan> {
-    let cut = plan.transform_up_with_subqueries(|p| {
-        let LogicalPlan::Extension(e) = &p else {
-            return Ok(Transformed::no(p));
-        };
-        let Some(node) = e.node.as_any().downcast_ref::<CheckpointNode>() else {
-            return Ok(Transformed::no(p));
-        };
-        let Some(m) = node.run().materialized() else {
-            return Ok(Transformed::no(p));
-        };
-        let scan = scan_plan(&m, Some(node.input().schema()))?;
-        Ok(Transformed::yes(scan))
-    })?;
-    Ok(cut.data)
 }

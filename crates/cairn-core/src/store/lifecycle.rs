@@ -19,6 +19,7 @@ use object_store::{ObjectStoreExt, PutPayload};
 use super::CheckpointStore;
 use super::manifest::MANIFEST_FILE;
 use super::names::NAMES_DIR;
+use super::records::LINEAGE_DIR;
 use crate::config::Lifetimes;
 use crate::error::Result;
 
@@ -137,7 +138,7 @@ impl CheckpointStore {
             .common_prefixes
             .iter()
             .filter_map(|p| p.filename().map(str::to_string))
-            .filter(|name| name != NAMES_DIR && !name.starts_with('.'))
+            .filter(|name| name != NAMES_DIR && name != LINEAGE_DIR && !name.starts_with('.'))
             .collect();
         ids.sort();
         Ok(ids)
@@ -145,11 +146,19 @@ impl CheckpointStore {
 
     /// Removes checkpoint `id`: the manifest first, so that it is never
     /// seen half-removed, then its files.
+    /// Its lineage stays behind (see `records`), so that checkpoints
+    /// computed from it can still be rebuilt.
     pub async fn delete_checkpoint(&self, id: &str) -> Result<u64> {
         self.recorded
             .lock()
             .expect("use registry poisoned")
             .remove(id);
+        if let Ok(Some(m)) = self.read_manifest_only(id).await
+            && m.lineage.proto.is_some()
+            && let Err(e) = self.keep_lineage(&m).await
+        {
+            tracing::warn!(id, error = %e, "could not keep the lineage of a removed checkpoint");
+        }
         let manifest = Self::file_path(id, MANIFEST_FILE);
         match self.object_store().delete(&manifest).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
@@ -224,6 +233,18 @@ impl CheckpointStore {
                 report.bytes += self.delete_dir(&id).await?;
                 report.orphans.push(id);
             }
+        }
+        // Lineage records no committed checkpoint reaches any more.
+        let mut committed = HashMap::new();
+        for id in self.checkpoint_dirs().await? {
+            if let Ok(Some(m)) = self.read_manifest_only(&id).await {
+                let reads = m.lineage.inputs.into_iter().map(|i| i.id).collect();
+                committed.insert(id, reads);
+            }
+        }
+        let records = self.remove_unreached_records(&committed).await?;
+        if records > 0 {
+            tracing::info!(records, "removed lineage records nothing reads");
         }
         Ok(report)
     }

@@ -160,6 +160,18 @@ pub struct Lineage {
     pub proto: Option<String>,
     /// Why `proto` is absent.
     pub proto_unavailable: Option<String>,
+    /// The checkpoints the plan reads: the links of a chain below this one.
+    #[serde(default)]
+    pub inputs: Vec<LineageInput>,
+}
+
+/// A checkpoint a lineage reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineageInput {
+    /// Its checkpoint dir, as a URL.
+    pub dir: String,
+    /// Its id.
+    pub id: String,
 }
 
 impl SchemaInfo {
@@ -188,6 +200,19 @@ impl SchemaInfo {
 }
 
 impl Manifest {
+    /// The manifest without its lineage: what a scan or a reference needs.
+    pub fn without_lineage(&self) -> Manifest {
+        Manifest {
+            lineage: Lineage {
+                text: String::new(),
+                proto: None,
+                proto_unavailable: None,
+                inputs: Vec::new(),
+            },
+            ..self.clone()
+        }
+    }
+
     /// The manifest as its file holds it.
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec_pretty(self).expect("a manifest always serializes")
@@ -357,6 +382,7 @@ mod tests {
                 text: "plan".into(),
                 proto: None,
                 proto_unavailable: Some("test".into()),
+                inputs: Vec::new(),
             },
         }
     }

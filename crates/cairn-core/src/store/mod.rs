@@ -13,7 +13,8 @@
 //! store, `files` writes data files, `commit` makes them durable and
 //! commits the manifest, `manifest` reads it back, `integrity` checks what
 //! is read, `names` binds names, `lifecycle` decides what may be removed,
-//! `sessions` keeps the stores a session uses, and `s3` reaches S3.
+//! `sessions` keeps the stores a session uses, `records` keeps the lineage
+//! of removed checkpoints, and `s3` reaches S3.
 
 mod commit;
 mod files;
@@ -23,6 +24,7 @@ pub mod lifecycle;
 pub mod manifest;
 pub mod names;
 mod open;
+pub mod records;
 pub mod s3;
 mod sessions;
 
@@ -51,6 +53,9 @@ pub struct CheckpointStore {
     writable: tokio::sync::OnceCell<()>,
     /// When this store last recorded a use of each checkpoint, by id.
     recorded: Mutex<HashMap<String, std::time::Instant>>,
+    /// Checkpoints rebuilt in this process, by id: tables opened before
+    /// know the damaged files, and read these instead.
+    rebuilt: Mutex<HashMap<String, Arc<manifest::Manifest>>>,
 }
 
 /// Shows the dir only: a remote store holds credentials.
@@ -105,6 +110,7 @@ impl CheckpointStore {
             object_store_url,
             writable: tokio::sync::OnceCell::new(),
             recorded: Mutex::default(),
+            rebuilt: Mutex::default(),
         });
         let mut opened = OPENED.lock().expect("store registry poisoned");
         for stores in opened.values_mut() {
@@ -127,6 +133,24 @@ impl CheckpointStore {
             .get(key.as_str())?
             .iter()
             .find_map(Weak::upgrade)
+    }
+
+    /// Notes that checkpoint `manifest.id` was written again (rebuilt after
+    /// damage): scans of it opened before read the new files.
+    pub fn note_rebuilt(&self, manifest: &manifest::Manifest) {
+        self.rebuilt
+            .lock()
+            .expect("store registry poisoned")
+            .insert(manifest.id.clone(), Arc::new(manifest.clone()));
+    }
+
+    /// The manifest of `id` if it was rebuilt in this process.
+    pub fn rebuilt(&self, id: &str) -> Option<Arc<manifest::Manifest>> {
+        self.rebuilt
+            .lock()
+            .expect("store registry poisoned")
+            .get(id)
+            .cloned()
     }
 
     /// The checkpoint dir as a URL.

@@ -14,7 +14,7 @@ use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::projection::ProjectionExec;
 
-use crate::plan::CheckpointNode;
+use super::node::CheckpointNode;
 
 /// A lazy checkpoint registered under a name: a view of the checkpoint
 /// node, inlined into every query that reads it, so the first one writes it.
@@ -28,7 +28,8 @@ pub struct LazyCheckpointTable {
 }
 
 impl LazyCheckpointTable {
-    pub(crate) fn new(node: CheckpointNode, replaces: Option<String>) -> Self {
+    /// A table of `node`, replacing the checkpoint `replaces` once written.
+    pub fn new(node: CheckpointNode, replaces: Option<String>) -> Self {
         Self {
             plan: node.clone().into_plan(),
             node,
@@ -37,7 +38,7 @@ impl LazyCheckpointTable {
     }
 
     /// The id its name pointed at before, which it replaces once written.
-    pub(crate) fn replaces(&self) -> Option<&str> {
+    pub fn replaces(&self) -> Option<&str> {
         self.replaces.as_deref()
     }
 
