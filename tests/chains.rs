@@ -9,7 +9,7 @@ use cairn::Session;
 use cairn::datafusion::functions_aggregate::expr_fn::sum;
 use cairn::prelude::*;
 
-use crate::common::{dir_ctx, scalar};
+use crate::common::{LABEL_STEP, dir_ctx, scalar};
 
 /// Flips a byte in the middle of every data file of checkpoint `id`.
 fn damage(dir: &Path, id: &str) {
@@ -25,6 +25,18 @@ fn damage(dir: &Path, id: &str) {
         }
     }
     assert!(flipped > 0, "no data file of {id}");
+}
+
+/// With damaged checkpoints rebuilt on demand, `df` answers `answer`.
+async fn assert_rebuilt_answer(ctx: &CairnContext, df: &DataFrame, answer: &str) {
+    ctx.set_option("checkpoint_on_corrupt", "recompute")
+        .await
+        .unwrap();
+    let batches = ctx.collect(df).await.unwrap();
+    let shown = cairn::arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string();
+    assert!(shown.contains(answer), "{shown} vs {answer}");
 }
 
 async fn one(session: &Session, sql: &str) -> String {
@@ -229,14 +241,7 @@ async fn a_dataframe_chain_is_rebuilt_when_collected() {
     for (_, id) in &dirs[2..] {
         damage(&ckpt, id);
     }
-    ctx.set_option("checkpoint_on_corrupt", "recompute")
-        .await
-        .unwrap();
-    let batches = ctx.collect(&total).await.unwrap();
-    let shown = cairn::arrow::util::pretty::pretty_format_batches(&batches)
-        .unwrap()
-        .to_string();
-    assert!(shown.contains(&answer), "{shown} vs {answer}");
+    assert_rebuilt_answer(&ctx, &total, &answer).await;
 }
 
 /// A loop that keeps only its last two checkpoints: the last one,
@@ -266,14 +271,7 @@ async fn a_periodic_loop_rebuilds_its_last_checkpoint() {
         ctx.deregister_table("labels").unwrap();
         ctx.register_table("labels", labels.clone().into_view())
             .unwrap();
-        let next = ctx
-            .sql(
-                "WITH nb AS (SELECT src, MIN(nl) AS m FROM edges \
-                   JOIN (SELECT v AS nv, l AS nl FROM labels) ON dst = nv GROUP BY src) \
-                 SELECT v, LEAST(l, COALESCE(m, l)) AS l FROM labels LEFT JOIN nb ON v = src",
-            )
-            .await
-            .unwrap();
+        let next = ctx.sql(LABEL_STEP).await.unwrap();
         labels = periodic.update(next).await.unwrap();
     }
     let distinct = labels
@@ -288,14 +286,7 @@ async fn a_periodic_loop_rebuilds_its_last_checkpoint() {
     assert_eq!(kept.len(), 2);
     let ckpt = dir.path().join("ckpt");
     damage(&ckpt, kept.last().unwrap());
-    ctx.set_option("checkpoint_on_corrupt", "recompute")
-        .await
-        .unwrap();
-    let batches = ctx.collect(&distinct).await.unwrap();
-    let shown = cairn::arrow::util::pretty::pretty_format_batches(&batches)
-        .unwrap()
-        .to_string();
-    assert!(shown.contains(&answer), "{shown} vs {answer}");
+    assert_rebuilt_answer(&ctx, &distinct, &answer).await;
 }
 
 /// `EXPLAIN LINEAGE` shows the whole chain down to the source file; its

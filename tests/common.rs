@@ -271,3 +271,9 @@ impl ScalarUDFImpl for Counted {
         Ok(args.args[0].clone())
     }
 }
+
+/// One step of label propagation over `edges(src, dst)` and `labels(v, l)`:
+/// every node takes the smallest label of itself and its neighbours.
+pub const LABEL_STEP: &str = "WITH nb AS (SELECT src, MIN(nl) AS m FROM edges \
+       JOIN (SELECT v AS nv, l AS nl FROM labels) ON dst = nv GROUP BY src) \
+     SELECT v, LEAST(l, COALESCE(m, l)) AS l FROM labels LEFT JOIN nb ON v = src";

@@ -13,7 +13,7 @@ use cairn::arrow::datatypes::{DataType, Field, Schema};
 use cairn::datafusion::datasource::MemTable;
 use cairn::prelude::*;
 
-use crate::common::{dir_ctx, scalar};
+use crate::common::{LABEL_STEP, dir_ctx, scalar};
 
 const NODES: i64 = 20_000;
 const EDGES: usize = 100_000;
@@ -66,14 +66,7 @@ async fn label_propagation(dir: &Path) {
     for i in 1..=ITERATIONS {
         ctx.deregister_table("labels").unwrap();
         ctx.register_table("labels", labels.into_view()).unwrap();
-        let next = ctx
-            .sql(
-                "WITH nb AS (SELECT src, MIN(nl) AS m FROM edges \
-                   JOIN (SELECT v AS nv, l AS nl FROM labels) ON dst = nv GROUP BY src) \
-                 SELECT v, LEAST(l, COALESCE(m, l)) AS l FROM labels LEFT JOIN nb ON v = src",
-            )
-            .await
-            .unwrap();
+        let next = ctx.sql(LABEL_STEP).await.unwrap();
         let watch = Arc::new(cairn::PlanWatch::default());
         ctx.observe(&watch);
         labels = next.checkpoint().await.unwrap();

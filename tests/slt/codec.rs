@@ -16,7 +16,8 @@ use cairn::datafusion_proto::bytes::{
 use cairn::{CairnLogicalCodec, CairnPhysicalCodec, Session};
 use sqllogictest::DBOutput;
 
-use super::normalize::{ColumnKind, rows_of};
+use super::inline::{sorted, sorted_rows};
+use super::normalize::ColumnKind;
 
 /// Queries whose plans decoded to the same rows, per codec.
 pub static LOGICAL_SAME: AtomicUsize = AtomicUsize::new(0);
@@ -92,16 +93,6 @@ fn refused(codec: &'static str, error: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn sorted_rows(batches: &[cairn::arrow::record_batch::RecordBatch]) -> Result<Vec<String>, String> {
-    let mut rows: Vec<String> = rows_of(batches)
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .map(|cells| cells.join(" "))
-        .collect();
-    rows.sort();
-    Ok(rows)
-}
-
 async fn logical(session: &Session, df: &DataFrame) -> Result<Vec<String>, String> {
     let ctx = session.context();
     let codec = CairnLogicalCodec::default();
@@ -144,14 +135,12 @@ pub async fn check(
     sql: &str,
     plain: &Result<DBOutput<ColumnKind>, cairn::Error>,
 ) -> Result<(), String> {
-    let Ok(DBOutput::Rows { rows, .. }) = plain else {
+    let Some((_, plain)) = plain.as_ref().ok().and_then(sorted) else {
         return Ok(());
     };
     let Some(query) = super::inline::query_of(session, sql) else {
         return Ok(());
     };
-    let mut plain: Vec<String> = rows.iter().map(|cells| cells.join(" ")).collect();
-    plain.sort();
     let Some(statement) = session
         .parse(&query)
         .ok()

@@ -4,6 +4,7 @@
 //! where the derived table plans, and answer the same rows.
 
 use cairn::Session;
+use cairn::arrow::record_batch::RecordBatch;
 use cairn::datafusion::sql::parser::Statement as DfStatement;
 use cairn::datafusion::sql::sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, Query, SetExpr, Statement, TableFactor,
@@ -117,16 +118,22 @@ async fn run(session: &Session, sql: &str) -> Result<(Vec<ColumnKind>, Vec<Strin
     }
     let output = last.ok_or("no statement")?;
     let kinds = super::normalize::column_kinds(output.schema.fields());
-    let mut rows: Vec<String> = rows_of(&output.batches)
+    Ok((kinds, sorted_rows(&output.batches)?))
+}
+
+/// The rows of `batches` as the files write them, one line each, sorted.
+pub fn sorted_rows(batches: &[RecordBatch]) -> Result<Vec<String>, String> {
+    let mut rows: Vec<String> = rows_of(batches)
         .map_err(|e| e.to_string())?
         .into_iter()
         .map(|cells| cells.join(" "))
         .collect();
     rows.sort();
-    Ok((kinds, rows))
+    Ok(rows)
 }
 
-fn sorted(output: &DBOutput<ColumnKind>) -> Option<(Vec<ColumnKind>, Vec<String>)> {
+/// The types and sorted rows of a query's output, if it answered rows.
+pub fn sorted(output: &DBOutput<ColumnKind>) -> Option<(Vec<ColumnKind>, Vec<String>)> {
     match output {
         DBOutput::Rows { types, rows } => {
             let mut rows: Vec<String> = rows.iter().map(|cells| cells.join(" ")).collect();

@@ -8,7 +8,9 @@
 //! operation) as a subquery, so both forms give the same tree.
 //! (Before it tries an argument as an expression, sqlparser tries it as a
 //! named argument, which `SELECT value ...` happens to fit; the wrapper
-//! refuses that reading.)
+//! refuses that reading where a hook sees it. `SELECT value * 2` fits it
+//! past every hook, so [`crate::parse_script`] also puts a bare query after
+//! `CHECKPOINT(` in parentheses before parsing.)
 
 use std::any::TypeId;
 use std::iter::Peekable;
