@@ -63,7 +63,7 @@ if cargo +nightly fuzz --version >/dev/null 2>&1; then
     # Its own workspace and target dir (fuzz/target): sanitizer builds share
     # nothing with the others. The first build takes about 35 minutes.
     cd fuzz
-    for target in statement_parser manifest_reader manifest_schema; do
+    for target in statement_parser manifest_reader manifest_schema plan_decoder; do
         mkdir -p "corpus/$target"
         env -u CARGO_TARGET_DIR cargo +nightly fuzz run -a "$target" \
             "corpus/$target" "seeds/$target" -- \

@@ -75,13 +75,41 @@ impl CairnLogicalCodec {
 
     /// `plan` as bytes.
     pub fn encode(&self, plan: &LogicalPlan) -> Result<Vec<u8>> {
-        Ok(logical_plan_to_bytes_with_extension_codec(plan, self)?.to_vec())
+        logical_plan_to_bytes_with_extension_codec(plan, self)
+            .map(|bytes| bytes.to_vec())
+            .map_err(without_source_locations)
     }
 
     /// The plan `bytes` hold.
     pub fn decode(&self, bytes: &[u8], ctx: &TaskContext) -> Result<LogicalPlan> {
         logical_plan_from_bytes_with_extension_codec(bytes, ctx, self)
+            .map_err(without_source_locations)
     }
+}
+
+/// `e` without the source file locations that DataFusion's `context!` macro
+/// writes into its contexts ("Error serializing custom table at
+/// <path of the machine that built it>/mod.rs:1534"): a user's error names
+/// what failed, never where the engine was built.
+fn without_source_locations(e: DataFusionError) -> DataFusionError {
+    match e {
+        DataFusionError::Context(description, inner) => DataFusionError::Context(
+            strip_location(&description).to_string(),
+            Box::new(without_source_locations(*inner)),
+        ),
+        other => other,
+    }
+}
+
+/// `description` up to a trailing " at <file>.rs:<line>", if it has one.
+fn strip_location(description: &str) -> &str {
+    let Some((head, location)) = description.rsplit_once(" at ") else {
+        return description;
+    };
+    let is_location = location.rsplit_once(".rs:").is_some_and(|(_, line)| {
+        !line.is_empty() && line.bytes().all(|b| b.is_ascii_digit())
+    });
+    if is_location { head } else { description }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -439,5 +467,25 @@ impl LogicalExtensionCodec for CairnLogicalCodec {
 
     fn try_encode_udwf(&self, node: &WindowUDF, buf: &mut Vec<u8>) -> Result<()> {
         self.inner.try_encode_udwf(node, buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_locations_are_cut_from_contexts_only() {
+        let wrapped = DataFusionError::Plan("table 'n' lives in memory".into()).context(
+            "Error serializing custom table at /home/build/.cargo/registry/src/x/mod.rs:1534",
+        );
+        let shown = without_source_locations(wrapped).to_string();
+        assert_eq!(
+            shown,
+            "Error serializing custom table\ncaused by\nError during planning: table 'n' lives in memory"
+        );
+        // A description that merely contains " at " is left whole.
+        assert_eq!(strip_location("look at it"), "look at it");
+        assert_eq!(strip_location("failed at x.rs:"), "failed at x.rs:");
     }
 }
