@@ -46,7 +46,23 @@ async fn df(session: &Session, sql: &str) -> DataFrame {
 fn logical_round_trip(ctx: &CairnContext, plan: &LogicalPlan) -> LogicalPlan {
     let codec = CairnLogicalCodec::default();
     let bytes = codec.encode(plan).unwrap();
+    keep_as_fuzz_seed("logical", &bytes);
     codec.decode(&bytes, &ctx.session().task_ctx()).unwrap()
+}
+
+/// With `CAIRN_FUZZ_SEEDS=<dir>`, the encoded plans are kept there as seeds
+/// for the `plan_decoder` fuzz target (`fuzz/seeds/plan_decoder`): real
+/// plans with every Cairn part, from which the fuzzer mutates.
+fn keep_as_fuzz_seed(kind: &str, bytes: &[u8]) {
+    let Some(dir) = std::env::var_os("CAIRN_FUZZ_SEEDS") else {
+        return;
+    };
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    let name = format!("{kind}-{:016x}", hasher.finish());
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(std::path::Path::new(&dir).join(name), bytes).unwrap();
 }
 
 async fn physical_round_trip(
@@ -55,6 +71,7 @@ async fn physical_round_trip(
 ) -> Arc<dyn ExecutionPlan> {
     let codec = CairnPhysicalCodec::default();
     let bytes = physical_plan_to_bytes_with_extension_codec(plan, &codec).unwrap();
+    keep_as_fuzz_seed("physical", &bytes);
     physical_plan_from_bytes_with_extension_codec(&bytes, &ctx.session().task_ctx(), &codec)
         .unwrap()
 }
