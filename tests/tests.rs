@@ -6,6 +6,7 @@
 //! - `codecs`: Cairn's plan parts through its codecs; bad bytes are errors
 //! - `chains`: links of a chain rebuilt from their lineage, down to the sources
 //! - `reuse`: computed once; lazily once; reused zero times; volatile never
+//! - `auto`: checkpoints Cairn places itself: shared sub-plans, naive loops
 //! - `atomicity`: SIGKILL at random moments never leaves a partial checkpoint
 //! - `differential`: random queries agree with DuckDB and with themselves under CHECKPOINT
 //! - `dirs`: bad checkpoint dirs and inputs give clear errors and lose nothing
@@ -23,6 +24,7 @@
 mod common;
 
 mod atomicity;
+mod auto;
 mod chains;
 mod codecs;
 mod differential;

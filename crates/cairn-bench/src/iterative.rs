@@ -10,9 +10,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use cairn_core::{CairnContext, CheckpointExt, PeriodicCheckpointer};
+use cairn_sql::Session;
 use datafusion::arrow::array::{Array, Float64Array, Int64Array};
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::dataframe::DataFrame;
 use datafusion::functions::core::expr_fn::{coalesce, least};
 use datafusion::functions_aggregate::expr_fn::{count, count_distinct, min, sum};
@@ -43,6 +43,26 @@ impl Mode {
             Mode::None => "none",
             Mode::Checkpoint => "checkpoint",
             Mode::Local => "local",
+        }
+    }
+}
+
+/// How the loop is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Form {
+    /// Rust DataFrames, an action (`count`) after every step.
+    Dataframe,
+    /// SQL through `Session`: with `--mode none` a chain of `CREATE VIEW`
+    /// then one query of the last; otherwise a `[LOCAL] CHECKPOINT OR
+    /// REPLACE TABLE` and a `count(*)` per step.
+    Sql,
+}
+
+impl Form {
+    pub fn name(self) -> &'static str {
+        match self {
+            Form::Dataframe => "dataframe",
+            Form::Sql => "sql",
         }
     }
 }
@@ -83,6 +103,8 @@ pub struct IterativeOptions {
     /// Loop iterations (K).
     pub iterations: usize,
     pub mode: Mode,
+    /// DataFrames or SQL.
+    pub form: Form,
     /// Checkpoint every C-th iteration.
     pub every: usize,
     /// Repetitions of the whole loop; each iteration's median is reported.
@@ -145,15 +167,13 @@ pub struct LoopRun {
     pub answer: Answer,
 }
 
-/// Nodes in `plan` (a plan read twice counts twice, as it runs twice).
+/// Nodes in `plan` (a plan read twice counts twice, as it runs twice),
+/// counted on the plan as it is in memory: without checkpoints the tree
+/// doubles every iteration while the plan in memory grows by one step.
 pub fn plan_nodes(plan: &LogicalPlan) -> usize {
-    let mut n = 0;
-    plan.apply(|_| {
-        n += 1;
-        Ok(TreeNodeRecursion::Continue)
-    })
-    .expect("counting cannot fail");
-    n
+    cairn_core::plan::tree_size(plan)
+        .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+        .expect("counting cannot fail")
 }
 
 /// Cuts the lineage of `df` as `mode` says, on the iterations it applies to.
@@ -221,24 +241,36 @@ pub async fn run_cairn(
             let labels = ctx
                 .sql(&format!("SELECT value AS v, value AS l FROM range(0, {n})"))
                 .await?;
+            // Every column is named with its qualifier: DataFusion's
+            // DataFrame builder resolves an unqualified name by walking the
+            // whole plan as a tree, which without checkpoints doubles every
+            // step (`LogicalPlan::using_columns`).
             let step = |labels: DataFrame| {
-                let neighbours = labels
+                let cur = labels.alias("cur")?;
+                let neighbours = cur
                     .clone()
-                    .select(vec![col("v").alias("nv"), col("l").alias("nl")])?;
+                    .select(vec![col("cur.v").alias("nv"), col("cur.l").alias("nl")])?
+                    .alias("n")?;
                 let nb = edges
                     .clone()
-                    .join(neighbours, JoinType::Inner, &["dst"], &["nv"], None)?
-                    .aggregate(vec![col("src")], vec![min(col("nl")).alias("m")])?;
-                labels
-                    .join(nb, JoinType::Left, &["v"], &["src"], None)?
+                    .alias("e")?
+                    .join_on(neighbours, JoinType::Inner, [col("e.dst").eq(col("n.nv"))])?
+                    .aggregate(vec![col("e.src")], vec![min(col("n.nl")).alias("m")])?
+                    .alias("nb")?;
+                cur.join_on(nb, JoinType::Left, [col("cur.v").eq(col("nb.src"))])?
                     .select(vec![
-                        col("v"),
-                        least(vec![col("l"), coalesce(vec![col("m"), col("l")])]).alias("l"),
+                        col("cur.v").alias("v"),
+                        least(vec![
+                            col("cur.l"),
+                            coalesce(vec![col("nb.m"), col("cur.l")]),
+                        ])
+                        .alias("l"),
                     ])
             };
             let labels = looped.run(labels, k, step).await?;
             let totals = labels
-                .aggregate(vec![], vec![count_distinct(col("l")), sum(col("l"))])?
+                .alias("f")?
+                .aggregate(vec![], vec![count_distinct(col("f.l")), sum(col("f.l"))])?
                 .collect()
                 .await?;
             Answer::Labels {
@@ -266,23 +298,38 @@ pub async fn run_cairn(
                 ))
                 .await?;
             let base = (1.0 - DAMPING) / n as f64;
+            // Qualified names, for the reason the label propagation step gives.
             let step = |ranks: DataFrame| {
-                let current = ranks
+                let cur = ranks.alias("cur")?;
+                let current = cur
                     .clone()
-                    .select(vec![col("v").alias("rv"), col("r").alias("rr")])?;
+                    .select(vec![col("cur.v").alias("rv"), col("cur.r").alias("rr")])?
+                    .alias("c")?;
                 let contributions = links
                     .clone()
-                    .join(current, JoinType::Inner, &["src"], &["rv"], None)?
-                    .aggregate(vec![col("dst")], vec![sum(col("rr") * col("w")).alias("c")])?;
-                ranks
-                    .join(contributions, JoinType::Left, &["v"], &["dst"], None)?
-                    .select(vec![
-                        col("v"),
-                        (lit(base) + lit(DAMPING) * coalesce(vec![col("c"), lit(0.0)])).alias("r"),
-                    ])
+                    .alias("k")?
+                    .join_on(current, JoinType::Inner, [col("k.src").eq(col("c.rv"))])?
+                    .aggregate(
+                        vec![col("k.dst")],
+                        vec![sum(col("c.rr") * col("k.w")).alias("c")],
+                    )?
+                    .alias("t")?;
+                cur.join_on(
+                    contributions,
+                    JoinType::Left,
+                    [col("cur.v").eq(col("t.dst"))],
+                )?
+                .select(vec![
+                    col("cur.v").alias("v"),
+                    (lit(base) + lit(DAMPING) * coalesce(vec![col("t.c"), lit(0.0)])).alias("r"),
+                ])
             };
             let ranks = looped.run(ranks, k, step).await?;
-            let batches = ranks.sort_by(vec![col("v")])?.collect().await?;
+            let batches = ranks
+                .alias("f")?
+                .sort_by(vec![col("f.v")])?
+                .collect()
+                .await?;
             let mut values = Vec::with_capacity(n as usize);
             for batch in batches {
                 let r = batch
@@ -298,6 +345,143 @@ pub async fn run_cairn(
     Ok(LoopRun {
         seconds: looped.seconds,
         plan_nodes: looped.plan_nodes,
+        answer,
+    })
+}
+
+/// The SQL of one step of `algorithm` over the relation `prev`.
+fn sql_step(algorithm: Algorithm, prev: &str, nodes: u64) -> String {
+    match algorithm {
+        Algorithm::LabelPropagation => format!(
+            "SELECT v, LEAST(l, COALESCE(m, l)) AS l FROM {prev} LEFT JOIN \
+             (SELECT src, MIN(nl) AS m FROM edges JOIN (SELECT v AS nv, l AS nl FROM {prev}) AS n \
+             ON dst = nv GROUP BY src) AS nb ON v = src"
+        ),
+        Algorithm::Pagerank => {
+            let base = (1.0 - DAMPING) / nodes as f64;
+            format!(
+                "SELECT v, CAST({base:e} AS DOUBLE) + {DAMPING} * COALESCE(c, 0.0) AS r FROM {prev} \
+                 LEFT JOIN (SELECT dst, SUM(rr * w) AS c FROM links JOIN \
+                 (SELECT v AS rv, r AS rr FROM {prev}) AS cur ON src = rv GROUP BY dst) AS t \
+                 ON v = dst"
+            )
+        }
+    }
+}
+
+/// Runs `algorithm` for `k` iterations written in SQL, through `Session`:
+/// with `Mode::None` a chain of views and one query of the last (each
+/// view's creation timed as an iteration, the query with the last), else a
+/// `[LOCAL] CHECKPOINT OR REPLACE TABLE` and a `count(*)` per iteration.
+pub async fn run_cairn_sql(
+    algorithm: Algorithm,
+    graph: &Graph,
+    k: usize,
+    mode: Mode,
+    every: usize,
+    checkpoint_dir: &Path,
+) -> Result<LoopRun> {
+    anyhow::ensure!(
+        every == 1,
+        "--form sql checkpoints every iteration (--every 1)"
+    );
+    let ctx = CairnContext::builder()
+        .checkpoint_dir(checkpoint_dir.display().to_string())
+        .build()?;
+    let session = Session::new(ctx)?;
+    let n = graph.nodes;
+    let path = graph.path.display().to_string().replace('\'', "''");
+    // Every engine holds the edges in memory before the loop.
+    session
+        .sql(&format!(
+            "CREATE EXTERNAL TABLE edges_file STORED AS PARQUET LOCATION '{path}'; \
+             LOCAL CHECKPOINT TABLE edges AS SELECT * FROM edges_file"
+        ))
+        .await?;
+    let (start, answer_sql) = match algorithm {
+        Algorithm::LabelPropagation => (
+            format!("SELECT value AS v, value AS l FROM range(0, {n})"),
+            "SELECT count(DISTINCT l), sum(l) FROM {last}",
+        ),
+        Algorithm::Pagerank => {
+            session
+                .sql(
+                    "LOCAL CHECKPOINT TABLE links AS SELECT e.src, e.dst, 1.0 / CAST(d.deg AS DOUBLE) AS w \
+                     FROM edges e JOIN (SELECT src AS s, count(*) AS deg FROM edges GROUP BY src) d \
+                     ON e.src = d.s",
+                )
+                .await?;
+            (
+                format!("SELECT value AS v, CAST(1.0 AS DOUBLE) / {n} AS r FROM range(0, {n})"),
+                "SELECT r FROM {last} ORDER BY v",
+            )
+        }
+    };
+    session.sql(&format!("CREATE VIEW s0 AS {start}")).await?;
+    let mut seconds = Vec::with_capacity(k);
+    let mut plan_nodes = Vec::with_capacity(k);
+    let mut prev = "s0".to_string();
+    let keyword = match mode {
+        Mode::None => None,
+        Mode::Checkpoint => Some("CHECKPOINT"),
+        Mode::Local => Some("LOCAL CHECKPOINT"),
+    };
+    for i in 1..=k {
+        let step = sql_step(algorithm, &prev, n);
+        let started = Instant::now();
+        match keyword {
+            None => {
+                let name = format!("s{i}");
+                session
+                    .sql(&format!("CREATE VIEW {name} AS {step}"))
+                    .await?;
+                prev = name;
+            }
+            Some(keyword) => {
+                session
+                    .sql(&format!(
+                        "{keyword} OR REPLACE TABLE state AS {step}; SELECT count(*) FROM state"
+                    ))
+                    .await?;
+                prev = "state".to_string();
+            }
+        }
+        seconds.push(started.elapsed().as_secs_f64());
+        // A view counts as the views it reads, as a query reads it.
+        let plan = session.context().table(prev.as_str()).await?;
+        plan_nodes.push(self::plan_nodes(plan.logical_plan()));
+    }
+    let started = Instant::now();
+    let batches = session
+        .sql(&answer_sql.replace("{last}", &prev))
+        .await?
+        .pop()
+        .map(|o| o.batches)
+        .unwrap_or_default();
+    if let Some(last) = seconds.last_mut() {
+        *last += started.elapsed().as_secs_f64();
+    }
+    let answer = match algorithm {
+        Algorithm::LabelPropagation => Answer::Labels {
+            distinct: first_row_i64(&batches, 0),
+            sum: first_row_i64(&batches, 1),
+        },
+        Algorithm::Pagerank => {
+            let mut values = Vec::with_capacity(n as usize);
+            for batch in &batches {
+                let r = batch
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<Float64Array>()
+                    .context("ranks are not DOUBLE")?;
+                values.extend((0..r.len()).map(|i| r.value(i)));
+            }
+            Answer::Ranks(values)
+        }
+    };
+    Ok(LoopRun {
+        seconds,
+        plan_nodes,
         answer,
     })
 }
@@ -425,10 +609,14 @@ pub async fn run(data_dir: &Path, options: &IterativeOptions) -> Result<Vec<Suit
     let mut suites = Vec::new();
     for &algorithm in &options.algorithms {
         let expected = reference(algorithm, &graph, options.iterations)?;
+        let form = match options.form {
+            Form::Dataframe => "",
+            Form::Sql => ", SQL",
+        };
         let cairn = match options.mode {
-            Mode::None => "cairn (no checkpoint)".to_string(),
-            Mode::Checkpoint => format!("cairn (checkpoint every {})", options.every),
-            Mode::Local => format!("cairn (local checkpoint every {})", options.every),
+            Mode::None => format!("cairn (no checkpoint{form})"),
+            Mode::Checkpoint => format!("cairn (checkpoint every {}{form})", options.every),
+            Mode::Local => format!("cairn (local checkpoint every {}{form})", options.every),
         };
         let mut suite = Suite::new(
             &format!("iterative-{}", algorithm.id().replace('_', "-")),
@@ -444,6 +632,7 @@ pub async fn run(data_dir: &Path, options: &IterativeOptions) -> Result<Vec<Suit
         );
         suite.notes = notes.clone();
         suite.param("mode", &options.mode.name());
+        suite.param("form", &options.form.name());
         suite.param("every", &options.every);
         suite.param("seed", &options.seed);
         let mut seconds: BTreeMap<String, Vec<Vec<f64>>> = BTreeMap::new();
@@ -461,15 +650,30 @@ pub async fn run(data_dir: &Path, options: &IterativeOptions) -> Result<Vec<Suit
                 if slot == 0 {
                     // A fresh dir per run: a reused checkpoint would skip the work.
                     let dir = tempfile::tempdir_in(data_dir)?;
-                    let result = run_cairn(
-                        algorithm,
-                        &graph,
-                        options.iterations,
-                        options.mode,
-                        options.every,
-                        dir.path(),
-                    )
-                    .await
+                    let result = match options.form {
+                        Form::Dataframe => {
+                            run_cairn(
+                                algorithm,
+                                &graph,
+                                options.iterations,
+                                options.mode,
+                                options.every,
+                                dir.path(),
+                            )
+                            .await
+                        }
+                        Form::Sql => {
+                            run_cairn_sql(
+                                algorithm,
+                                &graph,
+                                options.iterations,
+                                options.mode,
+                                options.every,
+                                dir.path(),
+                            )
+                            .await
+                        }
+                    }
                     .with_context(|| format!("Cairn failed on {}", algorithm.title()))?;
                     if run == 0 {
                         let matched = result.answer.matches(&expected);

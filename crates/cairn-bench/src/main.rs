@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use cairn_bench::checkpoint_io::{self, DEFAULT_CODECS, IoOptions};
-use cairn_bench::iterative::{self, Algorithm, IterativeOptions, Mode};
+use cairn_bench::iterative::{self, Algorithm, Form, IterativeOptions, Mode};
 use cairn_bench::report::Report;
 use cairn_bench::{data, peers, seed, tpch};
 use clap::{Args, Parser, Subcommand};
@@ -88,6 +88,10 @@ struct IterativeArgs {
     /// What cuts the lineage between iterations
     #[arg(long, value_enum, default_value_t = Mode::Checkpoint)]
     mode: Mode,
+    /// How the loop is written: Rust DataFrames, or SQL statements through
+    /// Session (with --mode none: a chain of CREATE VIEW, then one query)
+    #[arg(long, value_enum, default_value_t = Form::Dataframe)]
+    form: Form,
     /// Checkpoint every C-th iteration
     #[arg(long, default_value_t = 1)]
     every: usize,
@@ -167,6 +171,7 @@ async fn run(cli: Cli) -> Result<bool> {
                 seed: args.seed,
                 iterations: args.iterations,
                 mode: args.mode,
+                form: args.form,
                 every: args.every,
                 runs: args.runs,
                 peers: compare,
@@ -207,6 +212,7 @@ async fn run(cli: Cli) -> Result<bool> {
                 seed: 1,
                 iterations: 24,
                 mode: Mode::Checkpoint,
+                form: Form::Dataframe,
                 every: 1,
                 runs,
                 peers: compare.clone(),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use cairn_bench::checkpoint_io::{self, IoOptions};
-use cairn_bench::iterative::{self, Algorithm, Answer, IterativeOptions, Mode};
+use cairn_bench::iterative::{self, Algorithm, Answer, Form, IterativeOptions, Mode};
 use cairn_bench::report::{Report, Suite};
 use cairn_bench::{answers, data, seed, tpch};
 
@@ -131,7 +131,7 @@ async fn write_sf_0_01_answers() {
     }
 }
 
-fn iterative_options(mode: Mode) -> IterativeOptions {
+fn iterative_options(mode: Mode, form: Form) -> IterativeOptions {
     IterativeOptions {
         algorithms: vec![Algorithm::LabelPropagation, Algorithm::Pagerank],
         nodes: 2_000,
@@ -139,6 +139,7 @@ fn iterative_options(mode: Mode) -> IterativeOptions {
         seed: 7,
         iterations: 3,
         mode,
+        form,
         every: 1,
         runs: 1,
         peers: vec![],
@@ -146,10 +147,16 @@ fn iterative_options(mode: Mode) -> IterativeOptions {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn iterative_jobs_match_the_reference_in_every_mode() {
+async fn iterative_jobs_match_the_reference_in_every_mode_and_form() {
+    for form in [Form::Dataframe, Form::Sql] {
+        iterative_jobs_match_the_reference_in_every_mode(form).await;
+    }
+}
+
+async fn iterative_jobs_match_the_reference_in_every_mode(form: Form) {
     let mut sizes = Vec::new();
     for mode in [Mode::Checkpoint, Mode::Local, Mode::None] {
-        let suites = iterative::run(data_dir(), &iterative_options(mode))
+        let suites = iterative::run(data_dir(), &iterative_options(mode, form))
             .await
             .unwrap();
         assert_eq!(suites.len(), 2);
@@ -168,9 +175,9 @@ async fn iterative_jobs_match_the_reference_in_every_mode() {
         sizes.push(nodes);
     }
     // A checkpoint keeps the plan one scan; without one it doubles.
-    assert!(sizes[0].iter().all(|&n| n <= 3.0), "{sizes:?}");
-    assert!(sizes[1].iter().all(|&n| n <= 3.0), "{sizes:?}");
-    assert!(sizes[2][2] > 3.0 * sizes[2][0], "{sizes:?}");
+    assert!(sizes[0].iter().all(|&n| n <= 3.0), "{form:?} {sizes:?}");
+    assert!(sizes[1].iter().all(|&n| n <= 3.0), "{form:?} {sizes:?}");
+    assert!(sizes[2][2] > 3.0 * sizes[2][0], "{form:?} {sizes:?}");
 }
 
 #[tokio::test]
@@ -243,9 +250,12 @@ async fn seed_and_report() {
     let suite = seed::run(data_dir(), 1, &peers).await.unwrap();
     assert_answers_right(&suite);
     assert_eq!(suite.checks.len(), 1 + peers.len());
-    let mut iterative = iterative::run(data_dir(), &iterative_options(Mode::Checkpoint))
-        .await
-        .unwrap();
+    let mut iterative = iterative::run(
+        data_dir(),
+        &iterative_options(Mode::Checkpoint, Form::Dataframe),
+    )
+    .await
+    .unwrap();
     let mut report = Report::new("cairn-bench test".into());
     report.suites.push(suite);
     report.suites.append(&mut iterative);

@@ -131,6 +131,66 @@ impl Default for Lifetimes {
     }
 }
 
+/// Where Cairn places checkpoints of its own (`cairn.auto_checkpoint`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AutoCheckpoint {
+    /// Never across actions (sub-plans one query reads twice are still
+    /// computed once while `cairn.reuse_subplans` is on).
+    Off,
+    /// In memory, for the rest of the session.
+    #[default]
+    Local,
+    /// In the checkpoint dir: a rerun of the same job reuses them.
+    Reliable,
+}
+
+impl fmt::Display for AutoCheckpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AutoCheckpoint::Off => "off",
+            AutoCheckpoint::Local => "local",
+            AutoCheckpoint::Reliable => "reliable",
+        })
+    }
+}
+
+impl FromStr for AutoCheckpoint {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "off" | "false" => Ok(AutoCheckpoint::Off),
+            "local" => Ok(AutoCheckpoint::Local),
+            "reliable" => Ok(AutoCheckpoint::Reliable),
+            other => Err(format!(
+                "'{other}' is not a mode; use 'off', 'local' or 'reliable'"
+            )),
+        }
+    }
+}
+
+/// Checkpoints Cairn places itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReuseOptions {
+    /// A sub-plan one query reads more than once is computed once.
+    pub subplans: bool,
+    /// Lineage grown long across actions is cut: where, and how.
+    pub auto: AutoCheckpoint,
+    /// A plan standing for more nodes than this (a sub-plan read twice
+    /// counts twice) is cut before it runs.
+    pub auto_nodes: u64,
+}
+
+impl Default for ReuseOptions {
+    fn default() -> Self {
+        Self {
+            subplans: true,
+            auto: AutoCheckpoint::default(),
+            auto_nodes: 2000,
+        }
+    }
+}
+
 /// Every `cairn.*` setting of a session, as values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CairnOptions {
@@ -145,6 +205,8 @@ pub struct CairnOptions {
     pub on_corrupt: OnCorrupt,
     /// How S3 is reached, for checkpoint dirs and `s3://` data.
     pub s3: S3Options,
+    /// Checkpoints Cairn places itself.
+    pub reuse: ReuseOptions,
 }
 
 /// One `cairn.<key>`: its doc, its default, and how it is read and set.
@@ -217,6 +279,44 @@ const SETTINGS: &[Setting] = &[
         get: |o| o.on_corrupt.to_string(),
         set: |o, v| {
             o.on_corrupt = v.parse()?;
+            Ok(())
+        },
+    },
+    Setting {
+        key: "reuse_subplans",
+        doc: "'on': a sub-plan one query reads more than once (a CTE or view used twice) is computed once",
+        default: "on",
+        secret: false,
+        get: |o| on_off(o.reuse.subplans),
+        set: |o, v| {
+            o.reuse.subplans = parse_on_off(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        key: "auto_checkpoint",
+        doc: "checkpoints Cairn places where lineage grows long across actions: 'off', 'local' (memory) or 'reliable' (the checkpoint dir)",
+        default: "local",
+        secret: false,
+        get: |o| o.reuse.auto.to_string(),
+        set: |o, v| {
+            o.reuse.auto = v.parse()?;
+            Ok(())
+        },
+    },
+    Setting {
+        key: "auto_checkpoint_nodes",
+        doc: "a plan that stands for more nodes than this (a part read twice counts twice) gets an automatic checkpoint",
+        default: "2000",
+        secret: false,
+        get: |o| o.reuse.auto_nodes.to_string(),
+        set: |o, v| {
+            o.reuse.auto_nodes = v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or("use a whole number of nodes, at least 1")?;
             Ok(())
         },
     },
@@ -301,6 +401,7 @@ impl Default for CairnOptions {
             lifetimes: Lifetimes::default(),
             on_corrupt: OnCorrupt::default(),
             s3: S3Options::default(),
+            reuse: ReuseOptions::default(),
         };
         for s in SETTINGS {
             (s.set)(&mut options, s.default).expect("every default is a valid value");
@@ -422,6 +523,20 @@ pub fn default_checkpoint_dir() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
         .unwrap_or_else(|| PathBuf::from("."));
     data.join("cairn").join("checkpoints")
+}
+
+/// A switch as `SHOW` gives it.
+fn on_off(on: bool) -> String {
+    if on { "on" } else { "off" }.to_string()
+}
+
+/// A switch as `SET` takes it.
+fn parse_on_off(value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        _ => Err("use on or off".into()),
+    }
 }
 
 /// An empty value goes back to the environment's.

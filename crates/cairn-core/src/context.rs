@@ -4,11 +4,14 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
+use datafusion::common::config::ConfigOptions;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::config::SessionConfig;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::logical_expr::{LogicalPlan, Statement};
+use datafusion::logical_expr::{CreateView, DdlStatement, LogicalPlan, Statement};
+use datafusion::optimizer::Analyzer;
+use datafusion::optimizer::analyzer::type_coercion::TypeCoercion;
 use datafusion::prelude::SessionContext;
 
 use datafusion::error::DataFusionError;
@@ -19,7 +22,9 @@ use crate::catalog::{
 use crate::config::{CairnOptions, S3Options, WriteOptions, default_checkpoint_dir};
 use crate::error::{Error, Result};
 use crate::exec::{CheckpointKind, CheckpointTable, Materialized, PlanObserver, PlanObservers};
-use crate::plan::{CairnQueryPlanner, optimizer_rules, scan_plan};
+use crate::plan::{
+    AutoCheckpoints, CairnQueryPlanner, CairnView, analyzer_rules, optimizer_rules, scan_plan,
+};
 use crate::store::lifecycle::VacuumReport;
 use crate::store::manifest::Lineage;
 use crate::store::s3::CairnObjectStores;
@@ -114,13 +119,15 @@ impl CairnContextBuilder {
         };
         let stores = Arc::new(SessionStores::new(store, self.s3));
         let observers = Arc::new(PlanObservers::default());
+        let auto = Arc::new(AutoCheckpoints::default());
         let mut config = self
             .config
             .unwrap_or_default()
             .with_information_schema(true)
             .with_option_extension(options)
             .with_extension(Arc::clone(&stores))
-            .with_extension(Arc::clone(&observers));
+            .with_extension(Arc::clone(&observers))
+            .with_extension(Arc::clone(&auto));
         if let Some(n) = self.target_partitions {
             if n == 0 {
                 return Err(Error::Config("target_partitions must be at least 1".into()));
@@ -137,6 +144,7 @@ impl CairnContextBuilder {
             .with_config(config)
             .with_runtime_env(runtime.build_arc()?)
             .with_query_planner(Arc::new(CairnQueryPlanner::default()))
+            .with_analyzer_rules(analyzer_rules(Arc::clone(&auto)))
             .with_optimizer_rules(optimizer_rules())
             .build();
         let mut ctx = SessionContext::new_with_state(state);
@@ -149,6 +157,7 @@ impl CairnContextBuilder {
             stores,
             schema,
             observers,
+            auto,
         })
     }
 }
@@ -170,6 +179,7 @@ pub struct CairnContext {
     stores: Arc<SessionStores>,
     schema: Arc<CheckpointSchema>,
     observers: Arc<PlanObservers>,
+    auto: Arc<AutoCheckpoints>,
 }
 
 /// Puts the checkpoint-aware schema in place of the default one.
@@ -290,9 +300,57 @@ impl CairnContext {
                     return Ok(DataFrame::new(self.state(), plan_nothing()));
                 }
             }
+            LogicalPlan::Ddl(DdlStatement::CreateView(view)) if !view.temporary => {
+                return self.create_view(view);
+            }
             _ => {}
         }
         Ok(self.ctx.execute_logical_plan(plan).await?)
+    }
+
+    /// `CREATE VIEW`, as DataFusion does it, but as a [`CairnView`]: a view
+    /// that queries read as a scan until Cairn's analyzer rule puts its
+    /// plan in place, once for all its readers (see `plan::view`).
+    fn create_view(&self, view: &CreateView) -> Result<DataFrame> {
+        let exists = self.ctx.table_exist(view.name.clone())?;
+        if exists && !view.or_replace {
+            return Err(DataFusionError::Execution(format!(
+                "Table '{}' already exists",
+                view.name
+            ))
+            .into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for field in view.input.schema().fields() {
+            if !seen.insert(field.name().as_str()) {
+                return Err(DataFusionError::SchemaError(
+                    Box::new(datafusion::common::SchemaError::DuplicateUnqualifiedField {
+                        name: field.name().to_string(),
+                    }),
+                    Box::new(None),
+                )
+                .into());
+            }
+        }
+        // As DataFusion coerces a view's types when it creates it.
+        let input = Analyzer::with_rules(vec![Arc::new(TypeCoercion::new())]).execute_and_check(
+            view.input.as_ref().clone(),
+            &ConfigOptions::default(),
+            |_, _| {},
+        )?;
+        let table = CairnView::new(input, view.definition.clone());
+        if exists {
+            self.ctx.deregister_table(view.name.clone())?;
+        }
+        self.ctx
+            .register_table(view.name.clone(), Arc::new(table))?;
+        Ok(DataFrame::new(self.state(), plan_nothing()))
+    }
+
+    /// How many times Cairn has cut a long lineage with a checkpoint of its
+    /// own in this session (`cairn.auto_checkpoint`).
+    pub fn auto_checkpoints_placed(&self) -> u64 {
+        self.auto.placed()
     }
 
     /// The DataFusion session underneath.

@@ -43,8 +43,8 @@ pub mod store;
 
 pub use catalog::{ChainLink, CheckpointInfo, LazyCheckpointTable, Materialize, TableKind};
 pub use config::{
-    CairnOptions, Lifetimes, OnCorrupt, S3Options, Secret, WriteOptions, compression_name,
-    default_checkpoint_dir,
+    AutoCheckpoint, CairnOptions, Lifetimes, OnCorrupt, ReuseOptions, S3Options, Secret,
+    WriteOptions, compression_name, default_checkpoint_dir,
 };
 pub use context::{CairnContext, CairnContextBuilder};
 pub use dataframe::CheckpointExt;

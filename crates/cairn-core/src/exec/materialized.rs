@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::Statistics;
 use datafusion::datasource::TableProvider;
 use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
@@ -114,6 +115,9 @@ pub struct CheckpointRun {
     /// The run in progress. Weak, so that when every action waiting for it
     /// is cancelled the run is dropped and its writers stop.
     running: Mutex<Option<WeakShared<Write>>>,
+    /// What planning estimated the input to hold, for the reads of a
+    /// shared sub-plan planned before it runs (join order needs sizes).
+    estimate: Mutex<Option<Arc<Statistics>>>,
 }
 
 impl fmt::Debug for CheckpointRun {
@@ -133,6 +137,19 @@ impl CheckpointRun {
     /// The checkpoint, once some action has written or found it.
     pub fn materialized(&self) -> Option<Materialized> {
         self.done.lock().expect("checkpoint state poisoned").clone()
+    }
+
+    /// What planning estimated the checkpoint's input to hold.
+    pub fn estimate(&self) -> Option<Arc<Statistics>> {
+        self.estimate
+            .lock()
+            .expect("checkpoint state poisoned")
+            .clone()
+    }
+
+    /// Keeps planning's estimate of the input.
+    pub(crate) fn set_estimate(&self, statistics: Arc<Statistics>) {
+        *self.estimate.lock().expect("checkpoint state poisoned") = Some(statistics);
     }
 
     /// Records a committed checkpoint that planning found, so that later

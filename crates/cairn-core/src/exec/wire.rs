@@ -21,6 +21,8 @@ pub enum Kind {
     LazyCheckpointTable = 3,
     /// `generate_series` / `range`.
     GenerateSeries = 4,
+    /// A view (`CREATE VIEW` in a Cairn session).
+    View = 5,
     /// A `CheckpointExec`.
     CheckpointExec = 16,
     /// A verified scan of a checkpoint's files.
@@ -34,6 +36,7 @@ impl Kind {
             2 => Kind::CheckpointTable,
             3 => Kind::LazyCheckpointTable,
             4 => Kind::GenerateSeries,
+            5 => Kind::View,
             16 => Kind::CheckpointExec,
             17 => Kind::CheckpointScan,
             _ => return None,

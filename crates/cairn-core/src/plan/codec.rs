@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use super::lazy::LazyCheckpointTable;
 use super::node::CheckpointNode;
+use super::view::CairnView;
 use crate::exec::wire::{self, Kind};
 use crate::exec::{CheckpointKind, CheckpointTable, LocalCheckpointTable, checked, store_for};
 use crate::store::manifest::Manifest;
@@ -106,9 +107,9 @@ fn strip_location(description: &str) -> &str {
     let Some((head, location)) = description.rsplit_once(" at ") else {
         return description;
     };
-    let is_location = location.rsplit_once(".rs:").is_some_and(|(_, line)| {
-        !line.is_empty() && line.bytes().all(|b| b.is_ascii_digit())
-    });
+    let is_location = location
+        .rsplit_once(".rs:")
+        .is_some_and(|(_, line)| !line.is_empty() && line.bytes().all(|b| b.is_ascii_digit()));
     if is_location { head } else { description }
 }
 
@@ -134,6 +135,13 @@ struct LazyPayload {
     /// The node plan, encoded with this codec, base64.
     node: String,
     replaces: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ViewPayload {
+    /// The view's plan, encoded with this codec, base64.
+    plan: String,
+    definition: Option<String>,
 }
 
 /// `generate_series` and `range` arguments.
@@ -380,6 +388,11 @@ impl LogicalExtensionCodec for CairnLogicalCodec {
                 let payload: SeriesPayload = wire::decode(buf, Kind::GenerateSeries)?;
                 Ok(Arc::new(series_table(payload, schema)?))
             }
+            Kind::View => {
+                let payload: ViewPayload = wire::decode(buf, Kind::View)?;
+                let plan = self.decode(&base64_bytes(&payload.plan)?, ctx)?;
+                Ok(Arc::new(CairnView::new(plan, payload.definition)))
+            }
             other => Err(DataFusionError::Plan(format!(
                 "Cairn's {other:?} bytes are not a table"
             ))),
@@ -408,6 +421,13 @@ impl LogicalExtensionCodec for CairnLogicalCodec {
         }
         if let Some(t) = node.downcast_ref::<GenerateSeriesTable>() {
             return wire::encode(Kind::GenerateSeries, &series_payload(t)?, buf);
+        }
+        if let Some(v) = node.downcast_ref::<CairnView>() {
+            let payload = ViewPayload {
+                plan: BASE64.encode(self.encode(v.plan())?),
+                definition: v.definition().cloned(),
+            };
+            return wire::encode(Kind::View, &payload, buf);
         }
         if node.downcast_ref::<MemTable>().is_some() {
             return Err(in_memory(table_ref, "a table in the memory"));

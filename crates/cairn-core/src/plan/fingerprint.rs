@@ -18,6 +18,7 @@ use datafusion::functions_table::generate_series::GenerateSeriesTable;
 use datafusion::logical_expr::LogicalPlan;
 use futures::TryStreamExt;
 
+use super::view::CairnView;
 use crate::error::Result;
 use crate::exec::{CheckpointTable, LocalCheckpointTable};
 use crate::store::manifest::{
@@ -139,8 +140,16 @@ async fn collect_sources(
             format!("memory table {}", mem_table_hash(t).await?)
         } else if let Some(t) = provider.downcast_ref::<GenerateSeriesTable>() {
             format!("{t:?}")
-        } else if let Some(t) = provider.downcast_ref::<ViewTable>() {
-            let inner = Box::pin(fingerprint(t.logical_plan(), session)).await?;
+        } else if let Some(plan) = provider
+            .downcast_ref::<ViewTable>()
+            .map(ViewTable::logical_plan)
+            .or_else(|| {
+                provider
+                    .downcast_ref::<CairnView>()
+                    .map(|v| v.plan().as_ref())
+            })
+        {
+            let inner = Box::pin(fingerprint(plan, session)).await?;
             known &= inner.info.reusable;
             found.checkable &= inner.info.checkable;
             found.listings.extend(inner.info.listings);

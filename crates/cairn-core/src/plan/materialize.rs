@@ -48,7 +48,13 @@ pub(crate) async fn plan_checkpoint(
         Some(url) => stores.open(url)?,
         None => stores.current(),
     };
-    let fingerprint = fingerprint(node.original(), session).await?;
+    let fingerprint = if node.auto().is_some() && node.kind() == CheckpointKind::Local {
+        // Placed by Cairn for this session only, and found by its node:
+        // no id to derive (and no sources to list).
+        Fingerprint::unique(Vec::new())
+    } else {
+        fingerprint(node.original(), session).await?
+    };
     let mut replace_damaged = false;
     if node.kind() == CheckpointKind::Reliable && fingerprint.info.reusable {
         match store.read_manifest(&fingerprint.id).await {

@@ -1,5 +1,6 @@
 //! Planning checkpoints: the logical [`CheckpointNode`], its fingerprint
-//! and lineage, Cairn's optimizer rules, and the extension planner that
+//! and lineage, Cairn's optimizer rules, the checkpoints Cairn places
+//! itself ([`ReuseSubplans`]), and the extension planner that
 //! turns each node into a scan of its committed checkpoint or a
 //! [`CheckpointExec`](crate::exec::CheckpointExec) that writes it.
 //!
@@ -7,6 +8,7 @@
 //! writes to it: writing happens when a plan runs.
 
 mod codec;
+mod dag;
 mod fingerprint;
 mod lazy;
 mod lineage;
@@ -14,19 +16,25 @@ mod materialize;
 mod node;
 mod optimizer;
 mod planner;
+mod reuse;
 mod scan;
+mod view;
 
 pub use codec::CairnLogicalCodec;
+pub use dag::tree_size;
 pub use fingerprint::{fingerprint, is_volatile, sources_changed};
 pub use lazy::LazyCheckpointTable;
 pub use lineage::{decode_lineage, lineage_of};
 pub use materialize::{checkpoint_now, rebuild_now};
-pub use node::CheckpointNode;
+pub use node::{Auto, AutoReason, CheckpointNode};
 pub use optimizer::{
-    ComposeStackedProjections, KeepFiltersAboveCheckpoints, NullAwareConstantNotIn, optimizer_rules,
+    ComposeStackedProjections, KeepFiltersAboveCheckpoints, NullAwareConstantNotIn, analyzer_rules,
+    optimizer_rules,
 };
 pub use planner::{CairnQueryPlanner, CheckpointPlanner};
+pub use reuse::{AutoCheckpoints, ReuseSubplans, SharedPlans, SharedScan};
 pub use scan::scan_plan;
+pub use view::CairnView;
 
 pub(crate) use materialize::not_cairn;
 pub(crate) use node::check_column_names;

@@ -19,6 +19,29 @@ use super::scan::scan_plan;
 use crate::error::{Error, Result};
 use crate::exec::{CheckpointKind, CheckpointRun};
 
+/// Why Cairn placed a checkpoint itself.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AutoReason {
+    /// One query reads this sub-plan `reads` times: it is computed once.
+    Shared {
+        /// How many times the query reads it.
+        reads: u64,
+    },
+    /// The lineage grew past a bound: later actions read this result
+    /// instead of computing it again.
+    LineageCut,
+}
+
+/// A checkpoint Cairn placed itself: why, and a short tag that EXPLAIN
+/// shows on it and on its reads.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Auto {
+    /// Why it was placed.
+    pub reason: AutoReason,
+    /// A short tag, the same on the checkpoint and on its reads.
+    pub tag: String,
+}
+
 /// The logical checkpoint operator.
 #[derive(Debug, Clone)]
 pub struct CheckpointNode {
@@ -34,6 +57,8 @@ pub struct CheckpointNode {
     /// whose generated names differ from run to run.
     original: Arc<LogicalPlan>,
     run: Arc<CheckpointRun>,
+    /// Placed by Cairn, not by the user.
+    auto: Option<Auto>,
 }
 
 impl CheckpointNode {
@@ -54,6 +79,28 @@ impl CheckpointNode {
             name,
             dir,
             run: CheckpointRun::new(),
+            auto: None,
+        })
+    }
+
+    /// A checkpoint Cairn places itself: of `input`, identified by
+    /// `original` (the same sub-plan without the shared parts of the query
+    /// around it, where a reliable checkpoint needs its fingerprint).
+    pub(crate) fn placed(
+        input: LogicalPlan,
+        original: LogicalPlan,
+        kind: CheckpointKind,
+        auto: Auto,
+    ) -> Result<Self> {
+        Ok(Self {
+            original: Arc::new(original),
+            input: cut_written(input)?,
+            id: uuid::Uuid::new_v4().as_u128(),
+            kind,
+            name: None,
+            dir: None,
+            run: CheckpointRun::new(),
+            auto: Some(auto),
         })
     }
 
@@ -75,6 +122,7 @@ impl CheckpointNode {
             dir,
             original: Arc::new(original),
             run: CheckpointRun::new(),
+            auto: None,
         })
     }
 
@@ -118,6 +166,11 @@ impl CheckpointNode {
     /// The run-once state every plan of this node shares.
     pub fn run(&self) -> &Arc<CheckpointRun> {
         &self.run
+    }
+
+    /// Why Cairn placed it, if Cairn did.
+    pub fn auto(&self) -> Option<&Auto> {
+        self.auto.as_ref()
     }
 }
 
@@ -164,7 +217,25 @@ impl UserDefinedLogicalNodeCore for CheckpointNode {
 
     // Stable text: it is part of the fingerprint of plans above this node.
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "Checkpoint: kind={}, lazy", self.kind)
+        match &self.auto {
+            None => write!(f, "Checkpoint: kind={}, lazy", self.kind),
+            Some(Auto {
+                reason: AutoReason::Shared { reads },
+                tag,
+            }) => write!(
+                f,
+                "Checkpoint: kind={}, auto: computed once for {reads} reads, #{tag}",
+                self.kind
+            ),
+            Some(Auto {
+                reason: AutoReason::LineageCut,
+                tag,
+            }) => write!(
+                f,
+                "Checkpoint: kind={}, auto: long lineage cut, #{tag}",
+                self.kind
+            ),
+        }
     }
 
     fn with_exprs_and_inputs(
@@ -185,6 +256,7 @@ impl UserDefinedLogicalNodeCore for CheckpointNode {
             dir: self.dir.clone(),
             original: Arc::clone(&self.original),
             run: Arc::clone(&self.run),
+            auto: self.auto.clone(),
         })
     }
 }

@@ -43,6 +43,8 @@ use datafusion::optimizer::push_down_filter::PushDownFilter;
 use datafusion::optimizer::{Optimizer, OptimizerConfig, OptimizerRule};
 
 use super::node::CheckpointNode;
+use super::reuse::{AutoCheckpoints, ReuseSubplans};
+use datafusion::optimizer::{Analyzer, AnalyzerRule};
 
 /// Composes a projection with the projection below it when the two share a
 /// computed expression, the only shape `optimize_projections` mishandles.
@@ -91,6 +93,15 @@ impl OptimizerRule for ComposeStackedProjections {
             Transformed::no(plan)
         })
     }
+}
+
+/// DataFusion's analyzer rules, after Cairn's [`ReuseSubplans`], which must
+/// see the plan before anything walks it as a tree.
+pub fn analyzer_rules(auto: Arc<AutoCheckpoints>) -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
+    let mut rules: Vec<Arc<dyn AnalyzerRule + Send + Sync>> =
+        vec![Arc::new(ReuseSubplans::new(auto))];
+    rules.extend(Analyzer::new().rules);
+    rules
 }
 
 /// DataFusion's default rules with ours placed first and again right before
