@@ -82,6 +82,8 @@ pub struct Shell {
     options: PrintOptions,
     output: Option<(PathBuf, File)>,
     names: Option<Arc<std::sync::RwLock<Names>>>,
+    /// Whether the user was told that Cairn places checkpoints itself.
+    told_auto: bool,
 }
 
 impl Shell {
@@ -91,6 +93,7 @@ impl Shell {
             options,
             output: None,
             names: None,
+            told_auto: false,
         }
     }
 
@@ -191,8 +194,27 @@ impl Shell {
         }
         let (schema, batches) = result?;
         self.show(&schema, &batches, started.elapsed())?;
+        self.tell_auto_once();
         self.refresh_names().await;
         Ok(())
+    }
+
+    /// Says once per session, on a terminal, that Cairn cut a long lineage
+    /// with a checkpoint of its own.
+    fn tell_auto_once(&mut self) {
+        if self.told_auto
+            || self.options.quiet
+            || !io::stderr().is_terminal()
+            || self.session.context().auto_checkpoints_placed() == 0
+        {
+            return;
+        }
+        self.told_auto = true;
+        eprintln!(
+            "note: this plan's lineage grew long, so Cairn kept part of it as a checkpoint that \
+             later statements read (EXPLAIN shows 'auto'; SET cairn.auto_checkpoint = 'off' to \
+             stop, 'reliable' to keep them in the checkpoint dir)"
+        );
     }
 
     /// Runs a meta-command.

@@ -465,9 +465,18 @@ impl CairnContext {
     }
 
     /// Every named checkpoint: those bound in the checkpoint dir and the
-    /// local and lazy ones of this session, by name.
+    /// local and lazy ones of this session, by name; then the reliable
+    /// checkpoints Cairn placed itself in this session (`auto`, no name).
     pub async fn checkpoints(&self) -> Result<Vec<CheckpointInfo>> {
-        self.schema.checkpoints(&self.state()).await
+        let mut infos = self.schema.checkpoints(&self.state()).await?;
+        // Reliable checkpoints Cairn placed itself in this session.
+        for t in self.auto.reliable() {
+            infos.push(CheckpointInfo {
+                auto: true,
+                ..CheckpointInfo::reliable("", &t)
+            });
+        }
+        Ok(infos)
     }
 
     /// Recomputes the named checkpoint from the lineage kept in its

@@ -31,7 +31,16 @@ pub fn checkpoint_listing(infos: &[CheckpointInfo], listing: Listing) -> RecordB
     if listing == Listing::Sql {
         columns.push(("id", text(&|i| i.id.clone())));
     }
-    columns.push(("kind", text(&|i| Some(i.kind.to_string()))));
+    columns.push((
+        "kind",
+        text(&|i| {
+            Some(if i.auto {
+                "auto".into()
+            } else {
+                i.kind.to_string()
+            })
+        }),
+    ));
     columns.push(("rows", number(&|i| i.rows)));
     match listing {
         Listing::Sql => {

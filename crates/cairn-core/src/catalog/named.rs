@@ -62,10 +62,12 @@ pub struct CheckpointInfo {
     pub stale: Option<bool>,
     /// Where it is kept.
     pub location: String,
+    /// Placed by Cairn where a lineage grew long (`cairn.auto_checkpoint`).
+    pub auto: bool,
 }
 
 impl CheckpointInfo {
-    fn reliable(name: &str, t: &CheckpointTable) -> Self {
+    pub(crate) fn reliable(name: &str, t: &CheckpointTable) -> Self {
         let m = t.manifest();
         Self {
             name: name.to_string(),
@@ -76,6 +78,7 @@ impl CheckpointInfo {
             created: Some(m.created_at),
             stale: None,
             location: t.location(),
+            auto: false,
         }
     }
 
@@ -89,6 +92,7 @@ impl CheckpointInfo {
             created: None,
             stale: None,
             location: "memory of this session".into(),
+            auto: false,
         }
     }
 
@@ -114,6 +118,7 @@ impl CheckpointInfo {
                         "memory of this session (written by the first query)".into()
                     }
                 },
+                auto: false,
             },
         }
     }
@@ -288,6 +293,7 @@ impl CheckpointSchema {
                     created: None,
                     stale: None,
                     location: format!("{} (missing or damaged)", store.location(&binding.id, "")),
+                    auto: false,
                 },
             };
             out.push(info);

@@ -731,6 +731,19 @@ impl AutoCheckpoints {
         self.placed.load(Ordering::Relaxed)
     }
 
+    /// The reliable cuts this session placed or reused that are written.
+    pub fn reliable(&self) -> Vec<Arc<CheckpointTable>> {
+        let state = self.state.lock().expect("auto checkpoints poisoned");
+        state
+            .cuts
+            .values()
+            .filter_map(|c| match c.run.materialized() {
+                Some(crate::exec::Materialized::Reliable(t)) => Some(t),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn next_action(&self) -> u64 {
         let mut state = self.state.lock().expect("auto checkpoints poisoned");
         state.action += 1;
