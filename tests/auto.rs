@@ -14,15 +14,22 @@ use cairn::prelude::*;
 use crate::common::{Counted, dir_ctx, explain, memory_ctx, scalar, sorted_rows};
 
 /// A session whose `cairn.reuse_subplans` is `on` or `off`, with a table
-/// `t` of 1,000 rows whose `x` is counted as it is read (`counted(x)`).
+/// `t` of 1,000 rows whose `x` is counted as it is read (`counted(x)`),
+/// and the same rows in a Parquet file, `f`.
 async fn session(reuse: &str) -> (Session, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    static FILE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let dir = FILE.get_or_init(|| tempfile::tempdir().unwrap());
+    let file = dir.path().join(format!("{}.parquet", crate::common::uuid_like()));
     let ctx = memory_ctx();
     let counted = Counted::register(&ctx);
     let session = Session::new(ctx).unwrap();
     session
         .sql(&format!(
             "SET cairn.reuse_subplans = '{reuse}'; \
-             CREATE TABLE t AS SELECT value AS x, value % 10 AS k FROM range(0, 1000)"
+             CREATE TABLE t AS SELECT value AS x, value % 10 AS k FROM range(0, 1000); \
+             COPY t TO '{file}' STORED AS PARQUET; \
+             CREATE EXTERNAL TABLE f STORED AS PARQUET LOCATION '{file}'",
+            file = file.display()
         ))
         .await
         .unwrap();
@@ -118,8 +125,10 @@ async fn nothing_is_shared_where_it_could_change_an_answer_or_spares_nothing() {
          SELECT count(*) FROM g a JOIN g b ON a.k = b.k",
         // Read once.
         "WITH g AS (SELECT k, sum(x) AS s FROM t GROUP BY k) SELECT count(*) FROM g",
-        // A bare scan, or a filter of one: reading it again costs what a copy costs.
-        "WITH g AS (SELECT * FROM t WHERE x > 5) SELECT count(*) FROM g a JOIN g b ON a.x = b.x",
+        // A bare scan of a file, or a filter of one: reading it again costs
+        // what reading a copy costs.
+        "WITH g AS (SELECT * FROM f) SELECT count(*) FROM g a JOIN g b ON a.x = b.x",
+        "WITH g AS (SELECT * FROM f WHERE x > 5) SELECT count(*) FROM g a JOIN g b ON a.x = b.x",
         // Under a LIMIT: the query may need only a few rows of each read.
         "WITH g AS (SELECT x, row_number() OVER (ORDER BY x) AS r FROM t) \
          SELECT * FROM (SELECT x FROM g UNION ALL SELECT r FROM g) LIMIT 3",

@@ -60,6 +60,7 @@ async fn cairn_write_read(
         .checkpoint_dir(dir.display().to_string())
         .write_options(WriteOptions { compression: codec })
         .build()?;
+    crate::settings::apply(&ctx).await?;
     let source = ctx
         .read_parquet(lineitem, ParquetReadOptions::default())
         .await?;

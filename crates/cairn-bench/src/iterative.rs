@@ -221,6 +221,7 @@ pub async fn run_cairn(
     let ctx = CairnContext::builder()
         .checkpoint_dir(checkpoint_dir.display().to_string())
         .build()?;
+    crate::settings::apply(&ctx).await?;
     let n = graph.nodes;
     // Every engine holds the edges in memory before the loop.
     let edges = ctx
@@ -388,6 +389,7 @@ pub async fn run_cairn_sql(
     let ctx = CairnContext::builder()
         .checkpoint_dir(checkpoint_dir.display().to_string())
         .build()?;
+    crate::settings::apply(&ctx).await?;
     let session = Session::new(ctx)?;
     let n = graph.nodes;
     let path = graph.path.display().to_string().replace('\'', "''");

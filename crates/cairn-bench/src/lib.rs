@@ -17,4 +17,5 @@ pub mod peers;
 pub mod progress;
 pub mod report;
 pub mod seed;
+pub mod settings;
 pub mod tpch;

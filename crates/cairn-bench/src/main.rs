@@ -35,6 +35,9 @@ struct Common {
     /// Print the results as JSON on stdout instead of tables
     #[arg(long, global = true)]
     json: bool,
+    /// A setting for every Cairn session, e.g. cairn.reuse_subplans=off (repeatable)
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    settings: Vec<String>,
     /// Also write a Markdown report with SVG charts to this dir
     #[arg(long, global = true)]
     report: Option<PathBuf>,
@@ -145,6 +148,7 @@ async fn main() {
 /// Runs the suite; `false` when one of Cairn's answers was wrong.
 async fn run(cli: Cli) -> Result<bool> {
     let common = cli.common;
+    cairn_bench::settings::set_all(&common.settings)?;
     let data_dir = common.data_dir.unwrap_or_else(data::default_data_dir);
     std::fs::create_dir_all(&data_dir)?;
     let compare = peers::parse_compare(&common.compare)?;

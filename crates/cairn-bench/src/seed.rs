@@ -40,6 +40,7 @@ pub async fn run_cairn(checkpoint_dir: &Path) -> Result<(Vec<f64>, (i64, i64))> 
     let ctx = CairnContext::builder()
         .checkpoint_dir(checkpoint_dir.display().to_string())
         .build()?;
+    crate::settings::apply(&ctx).await?;
     let mut df = ctx.sql("SELECT value AS x FROM range(1, 100000)").await?;
     for _ in 0..10 {
         df = df.select(vec![(col("x") + lit(1)).alias("x")])?;

@@ -149,6 +149,7 @@ pub async fn cairn_session(data: &TpchData, checkpoint_dir: &Path) -> Result<Ses
     let ctx = CairnContext::builder()
         .checkpoint_dir(checkpoint_dir.display().to_string())
         .build()?;
+    crate::settings::apply(&ctx).await?;
     register(ctx.session(), data).await?;
     Ok(Session::new(ctx)?)
 }

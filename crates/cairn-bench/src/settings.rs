@@ -1,0 +1,45 @@
+//! Settings given on the command line (`--set cairn.key=value`), applied to
+//! every Cairn session a suite starts, so that one run can measure a
+//! setting against its default.
+
+use std::sync::OnceLock;
+
+use anyhow::{Context, Result};
+use cairn_core::CairnContext;
+
+static SETTINGS: OnceLock<Vec<(String, String)>> = OnceLock::new();
+
+/// Keeps `pairs` (each `key=value`) for the sessions to come.
+pub fn set_all(pairs: &[String]) -> Result<()> {
+    let parsed = pairs
+        .iter()
+        .map(|p| {
+            let (key, value) = p
+                .split_once('=')
+                .with_context(|| format!("--set {p}: write it as key=value"))?;
+            Ok((key.trim().to_string(), value.trim().to_string()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    SETTINGS
+        .set(parsed)
+        .map_err(|_| anyhow::anyhow!("settings are given once"))
+}
+
+/// Applies the settings to `ctx`: `cairn.*` keys through Cairn, the others
+/// as DataFusion settings.
+pub async fn apply(ctx: &CairnContext) -> Result<()> {
+    for (key, value) in SETTINGS.get().map(Vec::as_slice).unwrap_or_default() {
+        match key.strip_prefix("cairn.") {
+            Some(cairn_key) => ctx
+                .set_option(cairn_key, value)
+                .await
+                .with_context(|| format!("--set {key}={value}"))?,
+            None => {
+                ctx.sql(&format!("SET {key} = '{}'", value.replace('\'', "''")))
+                    .await
+                    .with_context(|| format!("--set {key}={value}"))?;
+            }
+        }
+    }
+    Ok(())
+}
