@@ -19,7 +19,9 @@ use crate::common::{Counted, dir_ctx, explain, memory_ctx, scalar, sorted_rows};
 async fn session(reuse: &str) -> (Session, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     static FILE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
     let dir = FILE.get_or_init(|| tempfile::tempdir().unwrap());
-    let file = dir.path().join(format!("{}.parquet", crate::common::uuid_like()));
+    let file = dir
+        .path()
+        .join(format!("{}.parquet", crate::common::uuid_like()));
     let ctx = memory_ctx();
     let counted = Counted::register(&ctx);
     let session = Session::new(ctx).unwrap();
