@@ -11,7 +11,7 @@ use cairn::datafusion::logical_expr::JoinType;
 use cairn::datafusion::physical_plan::{ExecutionPlan, collect};
 use cairn::prelude::*;
 
-use crate::common::{Counted, dir_ctx, explain, memory_ctx, scalar, sorted_rows};
+use crate::common::{Counted, explain, memory_ctx, scalar, sorted_rows};
 
 /// A session whose `cairn.reuse_subplans` is `on` or `off`, with a table
 /// `t` of 1,000 rows whose `x` is counted as it is read (`counted(x)`),
@@ -256,6 +256,15 @@ async fn a_chain_of_thirty_views_runs_as_thirty_steps() {
     }
     let total = query(&session, "SELECT sum(l) FROM l30").await;
     assert_eq!(scalar(total).await, line_answer(30).to_string());
+    // Cut below the ORDER BY, so the order holds: node v holds v - 30.
+    let ordered = query(&session, "SELECT l FROM l30 ORDER BY v DESC").await;
+    let labels: Vec<i64> = crate::common::cells(ordered)
+        .await
+        .iter()
+        .map(|row| row[0].parse().unwrap())
+        .collect();
+    let expected: Vec<i64> = (0..200).rev().map(|v: i64| (v - 30).max(0)).collect();
+    assert_eq!(labels, expected);
 }
 
 /// A naive loop with reliable automatic checkpoints, killed half-way and
@@ -273,8 +282,12 @@ async fn a_naive_loop_with_reliable_automatic_checkpoints_resumes() {
     let run = |steps: usize| {
         let dir = dir.path().to_path_buf();
         async move {
-            let ctx = dir_ctx(&dir);
-            ctx.set_option("auto_checkpoint", "reliable").await.unwrap();
+            let ctx = CairnContext::builder()
+                .checkpoint_dir(dir.display().to_string())
+                .target_partitions(2)
+                .auto_checkpoint(cairn::AutoCheckpoint::Reliable)
+                .build()
+                .unwrap();
             let (edges, mut labels) = line_graph(&ctx).await;
             for _ in 0..steps {
                 labels = step(&edges, labels);

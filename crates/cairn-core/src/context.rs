@@ -19,7 +19,9 @@ use datafusion::error::DataFusionError;
 use crate::catalog::{
     ChainLink, CheckpointInfo, CheckpointSchema, Materialize, TableKind, did_you_mean,
 };
-use crate::config::{CairnOptions, S3Options, WriteOptions, default_checkpoint_dir};
+use crate::config::{
+    AutoCheckpoint, CairnOptions, ReuseOptions, S3Options, WriteOptions, default_checkpoint_dir,
+};
 use crate::error::{Error, Result};
 use crate::exec::{CheckpointKind, CheckpointTable, Materialized, PlanObserver, PlanObservers};
 use crate::plan::{
@@ -41,6 +43,7 @@ pub struct CairnContextBuilder {
     url_tables: bool,
     s3: S3Options,
     write: WriteOptions,
+    reuse: ReuseOptions,
 }
 
 impl CairnContextBuilder {
@@ -57,6 +60,20 @@ impl CairnContextBuilder {
     /// [`checkpoint_dir`](Self::checkpoint_dir).
     pub fn checkpoint_store(mut self, store: Arc<CheckpointStore>) -> Self {
         self.checkpoint_store = Some(store);
+        self
+    }
+
+    /// Where Cairn cuts a lineage grown long across actions with a
+    /// checkpoint of its own (`cairn.auto_checkpoint`; default: local).
+    pub fn auto_checkpoint(mut self, mode: AutoCheckpoint) -> Self {
+        self.reuse.auto = mode;
+        self
+    }
+
+    /// Whether a sub-plan one query reads more than once is computed once
+    /// (`cairn.reuse_subplans`; default: on).
+    pub fn reuse_subplans(mut self, on: bool) -> Self {
+        self.reuse.subplans = on;
         self
     }
 
@@ -115,6 +132,7 @@ impl CairnContextBuilder {
             checkpoint_dir: store.url().to_string(),
             s3: self.s3.clone(),
             write: self.write,
+            reuse: self.reuse,
             ..CairnOptions::default()
         };
         let stores = Arc::new(SessionStores::new(store, self.s3));

@@ -223,12 +223,7 @@ impl Rewriter<'_> {
     /// cut there: the plan under the aggregate or limit the action put on
     /// top, when it extends an earlier action's or has grown past the bound.
     fn lineage_cut(&self, dag: &PlanDag, fates: &[Fate], under_fetch: &[bool]) -> Option<usize> {
-        let mut candidate = dag.root();
-        while let Some(&input) = finishing_input(&dag.nodes[candidate].plan)
-            .and_then(|_| dag.nodes[candidate].inputs.first())
-        {
-            candidate = input;
-        }
+        let candidate = result_below_finish(dag);
         let node = &dag.nodes[candidate];
         let below = reachable_below(dag, candidate, fates);
         // Work of its own, not only reads of earlier cuts.
@@ -255,13 +250,27 @@ impl Rewriter<'_> {
     }
 }
 
-/// The input of a node that only finishes a result (what an action puts on
-/// top of the plan it runs: `count(*)`, `LIMIT`, `ORDER BY`).
-fn finishing_input(plan: &LogicalPlan) -> Option<()> {
-    match plan {
-        LogicalPlan::Aggregate(a) if a.group_expr.is_empty() => Some(()),
-        LogicalPlan::Limit(_) | LogicalPlan::Sort(_) => Some(()),
-        _ => None,
+/// The node under what an action puts on top of the result it wants
+/// (`count(*)`, `LIMIT`, `ORDER BY`, and the projections and aliases
+/// around them): a checkpoint there keeps the result, and a checkpoint
+/// above a sort would not keep its order.
+fn result_below_finish(dag: &PlanDag) -> usize {
+    let mut node = dag.root();
+    let mut candidate = node;
+    loop {
+        let finishes = match &dag.nodes[node].plan {
+            LogicalPlan::Aggregate(a) => a.group_expr.is_empty(),
+            LogicalPlan::Limit(_) | LogicalPlan::Sort(_) => true,
+            LogicalPlan::Projection(_) | LogicalPlan::SubqueryAlias(_) => false,
+            _ => return candidate,
+        };
+        let [input] = dag.nodes[node].inputs[..] else {
+            return candidate;
+        };
+        if finishes {
+            candidate = input;
+        }
+        node = input;
     }
 }
 
