@@ -80,7 +80,7 @@ async fn a_view_read_twice_and_a_self_join_of_a_subquery_are_computed_once() {
     for sql in [
         "SELECT count(*) FROM g a JOIN g b ON a.m = b.m",
         "SELECT count(*) FROM (SELECT k, max(counted(x)) AS m FROM t GROUP BY k) a \
-         JOIN (SELECT k, max(counted(x)) AS m FROM t GROUP BY k) b ON a.k = b.k",
+         JOIN (SELECT k, max(counted(x)) AS m FROM t GROUP BY k) b ON a.k = b.k AND a.m = b.m",
     ] {
         assert_eq!(scalar(query(&session, sql).await).await, "10", "{sql}");
         let rows = seen.swap(0, std::sync::atomic::Ordering::SeqCst);
@@ -97,6 +97,22 @@ async fn a_cte_read_by_a_scalar_subquery_is_shared_with_the_query() {
     assert!(answer.iter().any(|l| l.contains("| 9 ")), "{answer:?}");
     assert_eq!(rows, 1000, "{plan}");
     assert_eq!(shared_reads(&plan), 2, "{plan}");
+}
+
+/// A shared sub-plan computes only the columns its reads use together:
+/// DataFusion prunes each read, but cannot see through a read into it.
+#[tokio::test]
+async fn a_shared_sub_plan_keeps_only_the_columns_its_reads_use() {
+    let sql = "WITH g AS (SELECT k, count(*) AS n, sum(x) AS s FROM f GROUP BY k) \
+               SELECT a.k, b.n FROM g a JOIN g b ON a.k = b.k";
+    let (rows, answer, plan) = run(sql).await;
+    assert_eq!(rows, 0);
+    assert_eq!(answer.len(), 10 + 4, "{answer:?}");
+    assert_eq!(shared_reads(&plan), 2, "{plan}");
+    assert!(
+        !plan.contains("sum(f.x)"),
+        "the unused sum is computed:\n{plan}"
+    );
 }
 
 /// The query keeps its ORDER BY (and LIMIT) above the shared sub-plans:

@@ -32,7 +32,7 @@ pub use optimizer::{
     optimizer_rules,
 };
 pub use planner::{CairnQueryPlanner, CheckpointPlanner};
-pub use reuse::{AutoCheckpoints, ReuseSubplans, SharedPlans, SharedScan};
+pub use reuse::{AutoCheckpoints, NarrowSharedReads, ReuseSubplans, SharedPlans, SharedScan};
 pub use scan::scan_plan;
 pub use view::CairnView;
 

@@ -43,7 +43,7 @@ use datafusion::optimizer::push_down_filter::PushDownFilter;
 use datafusion::optimizer::{Optimizer, OptimizerConfig, OptimizerRule};
 
 use super::node::CheckpointNode;
-use super::reuse::{AutoCheckpoints, ReuseSubplans};
+use super::reuse::{AutoCheckpoints, NarrowSharedReads, ReuseSubplans};
 use datafusion::optimizer::{Analyzer, AnalyzerRule};
 
 /// Composes a projection with the projection below it when the two share a
@@ -123,6 +123,9 @@ pub fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
             _ => rules.push(rule),
         }
     }
+    // Last, once the reads of shared sub-plans are pruned: the next pass
+    // prunes inside the sub-plans.
+    rules.push(Arc::new(NarrowSharedReads));
     rules
 }
 

@@ -25,7 +25,7 @@
 //! DAG, see [`PlanDag`]), before DataFusion's own rules walk it as a tree,
 //! which for a loop of K steps that reads its input twice has 2^K nodes.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -35,20 +35,22 @@ use std::time::SystemTime;
 
 use datafusion::catalog::memory::MemTable;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{DFSchemaRef, Result};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Column, DFSchemaRef, Result};
 use datafusion::datasource::listing::ListingTable;
 use datafusion::datasource::source_as_provider;
 use datafusion::datasource::view::ViewTable;
-
-use super::view::CairnView;
 use datafusion::functions_table::generate_series::GenerateSeriesTable;
-use datafusion::logical_expr::{Extension, LogicalPlan, TableSource, UserDefinedLogicalNodeCore};
-use datafusion::optimizer::AnalyzerRule;
+use datafusion::logical_expr::{
+    Expr, Extension, LogicalPlan, Projection, TableSource, UserDefinedLogicalNodeCore,
+};
+use datafusion::optimizer::optimizer::ApplyOrder;
+use datafusion::optimizer::{AnalyzerRule, OptimizerConfig, OptimizerRule};
 
 use super::dag::{Digest, PlanDag, is_work, subquery_address};
 use super::node::{Auto, AutoReason, CheckpointNode};
 use super::scan::scan_plan;
+use super::view::CairnView;
 use crate::config::{AutoCheckpoint, CairnOptions};
 use crate::exec::{CheckpointKind, CheckpointRun, CheckpointTable, LocalCheckpointTable};
 
@@ -601,7 +603,7 @@ impl UserDefinedLogicalNodeCore for SharedPlans {
         self.body.schema()
     }
 
-    fn expressions(&self) -> Vec<datafusion::logical_expr::Expr> {
+    fn expressions(&self) -> Vec<Expr> {
         vec![]
     }
 
@@ -615,7 +617,7 @@ impl UserDefinedLogicalNodeCore for SharedPlans {
 
     fn with_exprs_and_inputs(
         &self,
-        _exprs: Vec<datafusion::logical_expr::Expr>,
+        _exprs: Vec<Expr>,
         mut inputs: Vec<LogicalPlan>,
     ) -> Result<Self> {
         let Some(body) = inputs.pop() else {
@@ -695,7 +697,7 @@ impl UserDefinedLogicalNodeCore for SharedScan {
         &self.schema
     }
 
-    fn expressions(&self) -> Vec<datafusion::logical_expr::Expr> {
+    fn expressions(&self) -> Vec<Expr> {
         vec![]
     }
 
@@ -703,11 +705,7 @@ impl UserDefinedLogicalNodeCore for SharedScan {
         write!(f, "SharedScan: #{}", self.tag)
     }
 
-    fn with_exprs_and_inputs(
-        &self,
-        _exprs: Vec<datafusion::logical_expr::Expr>,
-        _inputs: Vec<LogicalPlan>,
-    ) -> Result<Self> {
+    fn with_exprs_and_inputs(&self, _exprs: Vec<Expr>, _inputs: Vec<LogicalPlan>) -> Result<Self> {
         Ok(self.clone())
     }
 }
@@ -936,4 +934,192 @@ fn source_marks(
         }
     }
     Some(marks)
+}
+
+/// An optimizer rule: a shared sub-plan keeps only the columns its reads
+/// use. DataFusion prunes the columns of each read (a projection above
+/// it), but cannot see through a read into the sub-plan, which would then
+/// read every column of its tables (TPC-H Q11: `ps_comment`, `s_comment`,
+/// ...). Once the reads are pruned, this narrows the sub-plan to what they
+/// use together; DataFusion's next pass prunes inside it.
+#[derive(Debug, Default)]
+pub struct NarrowSharedReads;
+
+impl OptimizerRule for NarrowSharedReads {
+    fn name(&self) -> &str {
+        "cairn_narrow_shared_reads"
+    }
+
+    fn apply_order(&self) -> Option<ApplyOrder> {
+        None
+    }
+
+    fn supports_rewrite(&self) -> bool {
+        true
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        match plan {
+            LogicalPlan::Analyze(mut a) => {
+                let input = narrow(Arc::unwrap_or_clone(a.input))?;
+                a.input = Arc::new(input.data);
+                Ok(Transformed::new_transformed(
+                    LogicalPlan::Analyze(a),
+                    input.transformed,
+                ))
+            }
+            LogicalPlan::Dml(mut d) => {
+                let input = narrow(Arc::unwrap_or_clone(d.input))?;
+                d.input = Arc::new(input.data);
+                Ok(Transformed::new_transformed(
+                    LogicalPlan::Dml(d),
+                    input.transformed,
+                ))
+            }
+            LogicalPlan::Copy(mut c) => {
+                let input = narrow(Arc::unwrap_or_clone(c.input))?;
+                c.input = Arc::new(input.data);
+                Ok(Transformed::new_transformed(
+                    LogicalPlan::Copy(c),
+                    input.transformed,
+                ))
+            }
+            other => narrow(other),
+        }
+    }
+}
+
+/// Narrows the shared sub-plans of `plan`, if it is a [`SharedPlans`].
+fn narrow(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    let LogicalPlan::Extension(e) = &plan else {
+        return Ok(Transformed::no(plan));
+    };
+    let Some(shared) = e.node.as_any().downcast_ref::<SharedPlans>() else {
+        return Ok(Transformed::no(plan));
+    };
+    let wanted = columns_read(shared)?;
+    // The sub-plans whose reads all use fewer columns than it has.
+    let mut narrowed: HashMap<String, LogicalPlan> = HashMap::new();
+    let mut producers = Vec::with_capacity(shared.shared.len());
+    for producer in &shared.shared {
+        let Some(node) = checkpoint_of(producer) else {
+            producers.push(producer.clone());
+            continue;
+        };
+        let tag = node.auto().map(|a| a.tag.clone()).unwrap_or_default();
+        let width = node.schema().fields().len();
+        match wanted.get(&tag) {
+            Some(Some(columns)) if !columns.is_empty() && columns.len() < width => {
+                let input = node.input();
+                let exprs = columns
+                    .iter()
+                    .map(|&i| Expr::Column(Column::from(input.schema().qualified_field(i))))
+                    .collect::<Vec<_>>();
+                let projection =
+                    LogicalPlan::Projection(Projection::try_new(exprs, Arc::new(input.clone()))?);
+                narrowed.insert(tag, projection.clone());
+                producers.push(
+                    node.with_exprs_and_inputs(vec![], vec![projection])?
+                        .into_plan(),
+                );
+            }
+            _ => producers.push(producer.clone()),
+        }
+    }
+    if narrowed.is_empty() {
+        return Ok(Transformed::no(plan));
+    }
+    let reread = |p: LogicalPlan| -> Result<LogicalPlan> {
+        Ok(p.transform_up_with_subqueries(|node| {
+            let LogicalPlan::Extension(e) = &node else {
+                return Ok(Transformed::no(node));
+            };
+            let Some(scan) = e.node.as_any().downcast_ref::<SharedScan>() else {
+                return Ok(Transformed::no(node));
+            };
+            let Some(producer) = narrowed.get(&scan.tag) else {
+                return Ok(Transformed::no(node));
+            };
+            let read = SharedScan {
+                schema: Arc::clone(producer.schema()),
+                ..scan.clone()
+            };
+            Ok(Transformed::yes(read.into_plan()))
+        })?
+        .data)
+    };
+    let producers = producers
+        .into_iter()
+        .map(reread)
+        .collect::<Result<Vec<_>>>()?;
+    let body = reread(shared.body.clone())?;
+    Ok(Transformed::yes(
+        SharedPlans::new(producers, body).into_plan(),
+    ))
+}
+
+/// For each shared sub-plan (by tag), the columns its reads use, when every
+/// read is a projection of plain columns; `None` when one read uses all.
+fn columns_read(shared: &SharedPlans) -> Result<HashMap<String, Option<BTreeSet<usize>>>> {
+    let mut wanted: HashMap<String, Option<BTreeSet<usize>>> = HashMap::new();
+    let mut note = |scan: &SharedScan, columns: Option<BTreeSet<usize>>| {
+        let entry = wanted
+            .entry(scan.tag.clone())
+            .or_insert_with(|| Some(BTreeSet::new()));
+        match (entry.as_mut(), columns) {
+            (Some(all), Some(columns)) => all.extend(columns),
+            _ => *entry = None,
+        }
+    };
+    let as_scan = |p: &LogicalPlan| match p {
+        LogicalPlan::Extension(e) => e.node.as_any().downcast_ref::<SharedScan>().cloned(),
+        _ => None,
+    };
+    for root in shared.inputs() {
+        // A read at the top of a plan or of a subquery is read whole.
+        let mut roots = vec![root.clone()];
+        root.apply_with_subqueries(|node| {
+            node.apply_subqueries(|s| {
+                if let LogicalPlan::Subquery(s) = s {
+                    roots.push(s.subquery.as_ref().clone());
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })?;
+            for input in node.inputs() {
+                let Some(scan) = as_scan(input) else {
+                    continue;
+                };
+                let columns = match node {
+                    LogicalPlan::Projection(p) => p
+                        .expr
+                        .iter()
+                        .map(|e| match e {
+                            Expr::Column(c) => scan.schema.index_of_column(c).ok(),
+                            _ => None,
+                        })
+                        .collect::<Option<BTreeSet<usize>>>(),
+                    _ => None,
+                };
+                note(&scan, columns);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        for r in roots {
+            if let Some(scan) = as_scan(&r) {
+                note(&scan, None);
+            }
+        }
+    }
+    Ok(wanted)
+}
+
+fn checkpoint_of(plan: &LogicalPlan) -> Option<&CheckpointNode> {
+    match plan {
+        LogicalPlan::Extension(e) => e.node.as_any().downcast_ref::<CheckpointNode>(),
+        _ => None,
+    }
 }
