@@ -309,6 +309,13 @@ async fn a_naive_loop_with_reliable_automatic_checkpoints_resumes() {
                 labels = step(&edges, labels);
                 labels.clone().count().await.unwrap();
             }
+            // SHOW CHECKPOINTS lists the ones Cairn placed, as `auto`.
+            let session = Session::new(ctx.clone()).unwrap();
+            let shown = session.sql("SHOW CHECKPOINTS").await.unwrap();
+            let listing = cairn::arrow::util::pretty::pretty_format_batches(&shown[0].batches)
+                .unwrap()
+                .to_string();
+            assert!(listing.contains("| auto "), "{listing}");
             scalar(label_sum(labels)).await
         }
     };

@@ -508,4 +508,30 @@ mod terminal {
         );
         assert!(!history.contains("hunter2"), "{history}");
     }
+
+    /// The shell says once, on a terminal, that Cairn placed a checkpoint
+    /// of its own; not at every statement.
+    #[test]
+    fn an_automatic_checkpoint_is_told_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = shell(dir.path());
+        s.send_line("SET cairn.auto_checkpoint_nodes = 1; SELECT 'ready' AS status;")
+            .unwrap();
+        expect_then_prompt(&mut s, "(1 row)");
+        let query = "SELECT k, count(*) AS n FROM (SELECT value % 3 AS k FROM range(0, 90)) \
+                     GROUP BY k ORDER BY k;";
+        s.send_line(query).unwrap();
+        s.exp_string("Cairn kept part of it as a checkpoint")
+            .unwrap();
+        expect_then_prompt(&mut s, "auto_checkpoint");
+        s.send_line(query).unwrap();
+        let again = s.exp_string("(3 rows)").unwrap();
+        let rest = s.exp_string("cairn> ").unwrap();
+        assert!(
+            !again.contains("note:") && !rest.contains("note:"),
+            "{again}{rest}"
+        );
+        s.send_line("\\q").unwrap();
+        s.exp_eof().unwrap();
+    }
 }
