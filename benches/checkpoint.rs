@@ -77,7 +77,14 @@ fn write(c: &mut Criterion) {
             b.to_async(&rt).iter_batched(
                 || {
                     let dir = tempfile::tempdir().unwrap();
-                    let ctx = context(dir.path(), &table, WriteOptions { compression });
+                    let ctx = context(
+                        dir.path(),
+                        &table,
+                        WriteOptions {
+                            compression,
+                            ..WriteOptions::default()
+                        },
+                    );
                     (dir, ctx)
                 },
                 |(dir, ctx)| async move {

@@ -10,6 +10,7 @@ use cairn::arrow::array::{
 };
 use cairn::arrow::datatypes::{DataType, Field, Int32Type};
 use cairn::datafusion::datasource::MemTable;
+use cairn::datafusion::functions_aggregate::expr_fn::{count, sum};
 use cairn::prelude::*;
 
 use crate::common::{memory_ctx, sorted_rows};
@@ -177,15 +178,29 @@ async fn fixture() -> CairnContext {
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
+    /// Read from the batches this process wrote (write-through).
     Eager,
+    /// Read from the files.
+    EagerFromFiles,
     Lazy,
     Local,
     LocalLazy,
 }
 
 async fn checkpointed(ctx: &CairnContext, sql: &str, kind: Kind) -> DataFrame {
+    if let Kind::EagerFromFiles = kind {
+        ctx.set_option("checkpoint_write_through", "off")
+            .await
+            .unwrap();
+        let df = ctx.sql(sql).await.unwrap().checkpoint().await.unwrap();
+        ctx.set_option("checkpoint_write_through", "1G")
+            .await
+            .unwrap();
+        return df;
+    }
     let df = ctx.sql(sql).await.unwrap();
     match kind {
+        Kind::EagerFromFiles => unreachable!("checkpointed above"),
         Kind::Eager => df.checkpoint().await.unwrap(),
         Kind::Lazy => df.checkpoint_lazy().unwrap(),
         Kind::Local => df.local_checkpoint().await.unwrap(),
@@ -204,7 +219,13 @@ async fn assert_same_rows(ctx: &CairnContext, sql: &str) {
         .map(|f| f.data_type().clone())
         .collect();
     let expected = sorted_rows(original).await;
-    for kind in [Kind::Eager, Kind::Lazy, Kind::Local, Kind::LocalLazy] {
+    for kind in [
+        Kind::Eager,
+        Kind::EagerFromFiles,
+        Kind::Lazy,
+        Kind::Local,
+        Kind::LocalLazy,
+    ] {
         let df = checkpointed(ctx, sql, kind).await;
         let got: Vec<DataType> = df
             .schema()
@@ -338,4 +359,60 @@ async fn an_empty_result_commits_on_a_local_disk_and_is_reused() {
     let reused = again.sql(sql).await.unwrap().checkpoint().await.unwrap();
     assert_eq!(reused.schema().field(0).name(), "x");
     assert_eq!(reused.count().await.unwrap(), 0);
+}
+
+/// A reliable checkpoint this process wrote is read from the batches it
+/// kept, counted in the memory pool; when they do not fit, from its files.
+#[tokio::test]
+async fn a_checkpoint_this_process_wrote_is_read_from_memory_while_it_fits() {
+    let dir = tempfile::tempdir().unwrap();
+    let builder = || {
+        CairnContext::builder()
+            .checkpoint_dir(dir.path().display().to_string())
+            .target_partitions(2)
+    };
+    let ctx = builder().build().unwrap();
+    let small = ctx
+        .sql("SELECT value AS x, value % 7 AS k FROM range(0, 1000)")
+        .await
+        .unwrap()
+        .checkpoint()
+        .await
+        .unwrap();
+    let plan = crate::common::explain(small.clone()).await;
+    assert!(plan.contains("HeldScanExec"), "{plan}");
+    let sum = crate::common::scalar(small.aggregate(vec![], vec![sum(col("x"))]).unwrap()).await;
+    assert_eq!(sum, "499500");
+
+    // 2M rows of 16 bytes are more than the 1 MiB this session may keep.
+    ctx.set_option("checkpoint_write_through", "1M")
+        .await
+        .unwrap();
+    let big = ctx
+        .sql("SELECT value AS x, value * 2 AS y FROM range(0, 2000000)")
+        .await
+        .unwrap()
+        .checkpoint()
+        .await
+        .unwrap();
+    let plan = crate::common::explain(big.clone()).await;
+    assert!(!plan.contains("HeldScanExec"), "{plan}");
+    assert!(plan.contains("DataSourceExec"), "{plan}");
+    let count = crate::common::scalar(big.aggregate(vec![], vec![count(lit(1))]).unwrap()).await;
+    assert_eq!(count, "2000000");
+
+    // Under a memory limit nothing is kept: kept batches would take memory
+    // that operators cannot get back.
+    let limited = builder().memory_limit(256 << 20).build().unwrap();
+    let plan = crate::common::explain(
+        limited
+            .sql("SELECT value AS x FROM range(0, 10)")
+            .await
+            .unwrap()
+            .checkpoint()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(!plan.contains("HeldScanExec"), "{plan}");
 }

@@ -58,7 +58,10 @@ async fn cairn_write_read(
 ) -> Result<(Written, f64, u64)> {
     let ctx = CairnContext::builder()
         .checkpoint_dir(dir.display().to_string())
-        .write_options(WriteOptions { compression: codec })
+        .write_options(WriteOptions {
+            compression: codec,
+            ..WriteOptions::default()
+        })
         .build()?;
     crate::settings::apply(&ctx).await?;
     let source = ctx

@@ -38,7 +38,7 @@ struct Args {
     checkpoint_dir: Option<String>,
 
     /// Memory the engine may use before it spills, e.g. 512M or 4G.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = cairn_core::parse_size)]
     memory_limit: Option<usize>,
 
     /// Output format.
@@ -83,34 +83,6 @@ impl Args {
         };
         args
     }
-}
-
-fn parse_size(text: &str) -> Result<usize, String> {
-    let text = text.trim();
-    let (number, unit) = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map_or((text, ""), |i| text.split_at(i));
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a size; write e.g. 512M or 4G"))?;
-    let scale = match unit
-        .trim()
-        .to_ascii_uppercase()
-        .trim_end_matches("IB")
-        .trim_end_matches('B')
-    {
-        "" => 1.0,
-        "K" => 1024.0,
-        "M" => 1024.0 * 1024.0,
-        "G" => 1024.0 * 1024.0 * 1024.0,
-        "T" => 1024.0_f64.powi(4),
-        other => {
-            return Err(format!(
-                "unknown unit '{other}' in '{text}'; use K, M, G or T"
-            ));
-        }
-    };
-    Ok((value * scale) as usize)
 }
 
 fn history_file() -> Option<PathBuf> {
@@ -223,7 +195,7 @@ fn each_cause_once(e: &anyhow::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{each_cause_once, parse_size};
+    use super::each_cause_once;
 
     #[test]
     fn each_cause_is_said_once() {
@@ -240,14 +212,5 @@ mod tests {
         );
         let chained = anyhow::Error::new(io()).context("cannot read 'f'");
         assert_eq!(each_cause_once(&chained), "cannot read 'f': No such file");
-    }
-
-    #[test]
-    fn sizes_parse_with_units() {
-        assert_eq!(parse_size("512M"), Ok(512 * 1024 * 1024));
-        assert_eq!(parse_size("2GiB"), Ok(2 * 1024 * 1024 * 1024));
-        assert_eq!(parse_size("1000"), Ok(1000));
-        assert!(parse_size("lots").unwrap_err().contains("not a size"));
-        assert!(parse_size("3X").unwrap_err().contains("unknown unit 'X'"));
     }
 }

@@ -96,11 +96,16 @@ impl FromStr for OnCorrupt {
     }
 }
 
-/// How checkpoint files are encoded.
+/// How checkpoints are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriteOptions {
     /// The Parquet codec of every data file.
     pub compression: Compression,
+    /// This process keeps the batches of the reliable checkpoints it writes,
+    /// up to this many bytes in all (0: none), and reads them instead of
+    /// their files, which stay the durable copy. Nothing is kept under a
+    /// memory limit: kept batches cannot yet be given back on demand.
+    pub write_through: u64,
 }
 
 impl Default for WriteOptions {
@@ -109,6 +114,7 @@ impl Default for WriteOptions {
         // and decode, and exact like every Parquet codec.
         Self {
             compression: Compression::LZ4_RAW,
+            write_through: 1 << 30,
         }
     }
 }
@@ -246,6 +252,23 @@ const SETTINGS: &[Setting] = &[
                 v.trim().to_ascii_lowercase().parse().map_err(|e| {
                     format!("{e}; use lz4_raw, uncompressed, snappy or zstd(1..22)")
                 })?;
+            Ok(())
+        },
+    },
+    Setting {
+        key: "checkpoint_write_through",
+        doc: "how much of the reliable checkpoints this process writes it keeps in memory to read them from there, e.g. '1G', or 'off' (none is kept under a memory limit)",
+        default: "1G",
+        secret: false,
+        get: |o| match o.write.write_through {
+            0 => "off".to_string(),
+            bytes => format_size(bytes),
+        },
+        set: |o, v| {
+            o.write.write_through = match v.trim().to_ascii_lowercase().as_str() {
+                "off" | "0" => 0,
+                _ => parse_size(v)? as u64,
+            };
             Ok(())
         },
     },
@@ -559,6 +582,50 @@ pub fn compression_name(c: Compression) -> String {
     }
 }
 
+/// A size as people write it: `512M`, `4G`, `2GiB`, `1000` (bytes).
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((text, ""), |i| text.split_at(i));
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size; write e.g. 512M or 4G"))?;
+    let scale = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 1.0,
+        "K" => 1024.0,
+        "M" => 1024.0 * 1024.0,
+        "G" => 1024.0 * 1024.0 * 1024.0,
+        "T" => 1024.0_f64.powi(4),
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in '{text}'; use K, M, G or T"
+            ));
+        }
+    };
+    Ok((value * scale) as usize)
+}
+
+/// The shortest exact form [`parse_size`] reads back: `1G`, `512M`, `1000`.
+fn format_size(bytes: u64) -> String {
+    for (unit, size) in [
+        ("T", 1u64 << 40),
+        ("G", 1 << 30),
+        ("M", 1 << 20),
+        ("K", 1 << 10),
+    ] {
+        if bytes.is_multiple_of(size) {
+            return format!("{}{unit}", bytes / size);
+        }
+    }
+    bytes.to_string()
+}
+
 /// `'90 seconds'`, `'30 minutes'`, `'12 hours'`, `'7 days'`, `'0'`.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -607,6 +674,18 @@ fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_parse_with_units_and_print_back() {
+        assert_eq!(parse_size("512M"), Ok(512 * 1024 * 1024));
+        assert_eq!(parse_size("2GiB"), Ok(2 * 1024 * 1024 * 1024));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("lots").unwrap_err().contains("not a size"));
+        assert_eq!(format_size(1 << 30), "1G");
+        assert_eq!(format_size(1536 << 10), "1536K");
+        assert_eq!(format_size(1000), "1000");
+        assert!(parse_size("3X").unwrap_err().contains("unknown unit 'X'"));
+    }
 
     #[test]
     fn durations_parse_and_print_back() {

@@ -18,6 +18,9 @@ use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF, WindowUDF};
 use datafusion::parquet::basic::Compression;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion_proto::bytes::{
+    physical_plan_from_bytes_with_extension_codec, physical_plan_to_bytes_with_extension_codec,
+};
 use datafusion_proto::physical_plan::from_proto::parse_protobuf_file_scan_config;
 use datafusion_proto::physical_plan::{
     DefaultPhysicalExtensionCodec, PhysicalExtensionCodec, PhysicalPlanDecodeContext,
@@ -28,6 +31,7 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::CheckpointExec;
+use super::held::HeldScanExec;
 use super::local::LocalCheckpointExec;
 use super::materialized::CheckpointRun;
 use super::scan::CheckpointTable;
@@ -88,6 +92,13 @@ impl CairnPhysicalCodec {
     pub fn new(inner: Arc<dyn PhysicalExtensionCodec>) -> Self {
         Self { inner }
     }
+}
+
+/// A scan of a checkpoint this process holds in memory, as the scan of its
+/// files (encoded with this codec).
+#[derive(Serialize, Deserialize)]
+struct HeldPayload {
+    files: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -157,7 +168,11 @@ fn decode_task(
         },
         lineage: payload.lineage,
         name: payload.name,
-        options: WriteOptions { compression },
+        options: WriteOptions {
+            compression,
+            // Another process reads what this one wrote from its files.
+            write_through: 0,
+        },
         replace_damaged: payload.replace_damaged,
     };
     Ok(Arc::new(CheckpointExec::new(
@@ -256,6 +271,13 @@ impl PhysicalExtensionCodec for CairnPhysicalCodec {
         match wire::kind(buf)?.0 {
             wire::Kind::CheckpointExec => decode_task(buf, inputs, ctx),
             wire::Kind::CheckpointScan => decode_scan(buf, ctx, self, proto_converter),
+            wire::Kind::HeldScan => {
+                let payload: HeldPayload = wire::decode(buf, wire::Kind::HeldScan)?;
+                let bytes = BASE64.decode(&payload.files).map_err(|e| {
+                    DataFusionError::Plan(format!("Cairn's scan bytes are damaged: {e}"))
+                })?;
+                physical_plan_from_bytes_with_extension_codec(&bytes, ctx, self)
+            }
             other => Err(DataFusionError::Plan(format!(
                 "Cairn's {other:?} bytes are part of a logical plan, not a physical one"
             ))),
@@ -270,6 +292,15 @@ impl PhysicalExtensionCodec for CairnPhysicalCodec {
     ) -> Result<()> {
         if let Some(exec) = node.downcast_ref::<CheckpointExec>() {
             return encode_task(exec, buf);
+        }
+        if let Some(held) = node.downcast_ref::<HeldScanExec>() {
+            // Another process has no batches of ours: it reads the files.
+            let files =
+                physical_plan_to_bytes_with_extension_codec(Arc::clone(held.files()), self)?;
+            let payload = HeldPayload {
+                files: BASE64.encode(&files),
+            };
+            return wire::encode(wire::Kind::HeldScan, &payload, buf);
         }
         if node.downcast_ref::<LocalCheckpointExec>().is_some() {
             return Err(in_memory("a local checkpoint is kept"));

@@ -211,11 +211,12 @@ async fn run(
                 tracing::warn!(id = %task.fingerprint.id, "recomputing a damaged checkpoint");
                 task.store.delete_checkpoint(&task.fingerprint.id).await?;
             }
-            let manifest = write_checkpoint(task, input, ctx, &metrics).await?;
-            Materialized::Reliable(Arc::new(CheckpointTable::new(
-                Arc::clone(&task.store),
-                manifest,
-            )))
+            let (manifest, held) = write_checkpoint(task, input, ctx, &metrics).await?;
+            let table = CheckpointTable::new(Arc::clone(&task.store), manifest);
+            Materialized::Reliable(Arc::new(match held {
+                Some(held) => table.holding(held),
+                None => table,
+            }))
         }
         CheckpointKind::Local => {
             let local = LocalCheckpoint::collect(task, input, ctx, &metrics).await?;

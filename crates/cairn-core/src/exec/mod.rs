@@ -8,6 +8,7 @@
 
 mod checkpoint;
 mod codec;
+mod held;
 mod local;
 mod materialized;
 mod scan;
@@ -20,6 +21,7 @@ mod write;
 pub use checkpoint::{CheckpointExec, PlanObserver, PlanObservers, PlanWatch};
 pub use codec::CairnPhysicalCodec;
 pub(crate) use codec::{checked, store_for};
+pub use held::HeldScanExec;
 pub use local::{LocalCheckpoint, LocalCheckpointExec, LocalCheckpointTable};
 pub use materialized::{CheckpointRun, Materialized};
 pub use scan::CheckpointTable;

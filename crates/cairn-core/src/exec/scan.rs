@@ -34,6 +34,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::sync::OnceCell;
 
+use super::held::{Held, HeldScanExec};
 use super::source::{CheckpointRef, CheckpointSource};
 use crate::store::CheckpointStore;
 use crate::store::integrity::VerifyingStore;
@@ -51,6 +52,8 @@ pub struct CheckpointTable {
     /// Carried in a plan from elsewhere: checked against the dir's
     /// manifest at the first scan (planning here cannot read the store).
     carried: Option<OnceCell<()>>,
+    /// The batches this process wrote, read instead of the files.
+    held: Option<Arc<Held>>,
     /// While this table exists, this process never removes the checkpoint.
     _live: LiveRef,
 }
@@ -66,7 +69,17 @@ impl CheckpointTable {
             manifest: Arc::new(manifest),
             schema,
             carried: None,
+            held: None,
             _live: live,
+        }
+    }
+
+    /// The same checkpoint, read from `held`, the batches this process
+    /// wrote into it (its files stay the durable copy).
+    pub(crate) fn holding(self, held: Held) -> Self {
+        Self {
+            held: Some(Arc::new(held)),
+            ..self
         }
     }
 
@@ -222,7 +235,24 @@ impl CheckpointTable {
         if let Some(ordering) = self.ordering() {
             config = config.with_output_ordering(vec![ordering]);
         }
-        Ok(DataSourceExec::from_data_source(config.build()))
+        let files: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(config.build());
+        let Some(held) = &self.held else {
+            return Ok(files);
+        };
+        // The filters stay above the scan (the predicate only prunes).
+        let held = HeldScanExec::try_new(
+            Arc::clone(&files),
+            held,
+            Arc::clone(&self.schema),
+            projection,
+            limit,
+            partitions,
+            self.ordering(),
+        )?;
+        Ok(match held {
+            Some(held) => Arc::new(held),
+            None => files,
+        })
     }
 }
 

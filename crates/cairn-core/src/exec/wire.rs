@@ -27,6 +27,9 @@ pub enum Kind {
     CheckpointExec = 16,
     /// A verified scan of a checkpoint's files.
     CheckpointScan = 17,
+    /// A scan of a checkpoint this process holds in memory (sent as the
+    /// scan of its files).
+    HeldScan = 18,
 }
 
 impl Kind {
@@ -39,6 +42,7 @@ impl Kind {
             5 => Kind::View,
             16 => Kind::CheckpointExec,
             17 => Kind::CheckpointScan,
+            18 => Kind::HeldScan,
             _ => return None,
         })
     }

@@ -19,21 +19,24 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
+use super::held::{Held, Keeper};
 use super::task::{CheckpointTask, WriteMetrics, renamed, storable_schema};
 use crate::error::{Error, Result};
 use crate::store::CheckpointStore;
+use crate::store::Commit;
 use crate::store::manifest::{DataFile, FORMAT_VERSION, Manifest, SchemaInfo, SortColumn};
 
 /// Runs `input` once and commits its result as the checkpoint `task`
-/// describes. If another writer commits the same id first, its checkpoint
-/// is returned and ours is removed.
+/// describes, with the batches written when the memory pool could hold
+/// them (see [`Held`]). If another writer commits the same id first, its
+/// checkpoint is returned and ours is removed.
 #[tracing::instrument(level = "info", skip_all, fields(id = %task.fingerprint.id, dir = %task.store.url()))]
 pub(crate) async fn write_checkpoint(
     task: &CheckpointTask,
     input: Arc<dyn ExecutionPlan>,
     ctx: Arc<TaskContext>,
     metrics: &WriteMetrics,
-) -> Result<Manifest> {
+) -> Result<(Manifest, Option<Held>)> {
     let started = Instant::now();
     let (store, options) = (&task.store, task.options);
     let id = task.fingerprint.id.clone();
@@ -52,20 +55,25 @@ pub(crate) async fn write_checkpoint(
         .build();
     check_storable(&schema, &props)?;
     store.check_writable().await?;
+    let keeper = Keeper::new(ctx.memory_pool(), options.write_through);
+    let keep = options.write_through > 0;
     let mut tasks = JoinSet::new();
     for (p, name) in names.iter().enumerate() {
         let stream = input.execute(p, Arc::clone(&ctx))?;
         let (store, id, name, props) = (Arc::clone(store), id.clone(), name.clone(), props.clone());
-        let (metrics, schema) = (metrics.clone(), Arc::clone(&schema));
+        let (metrics, schema, keeper) = (metrics.clone(), Arc::clone(&schema), Arc::clone(&keeper));
         tasks.spawn(async move {
-            write_partition(&store, &id, &name, stream, &schema, props, &metrics).await
+            write_partition(
+                &store, &id, &name, stream, &schema, props, &metrics, &keeper, keep,
+            )
+            .await
         });
     }
-    let mut files = Vec::new();
+    let mut written = Vec::new();
     let mut failure = None;
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok(Ok(Some(file))) => files.push(file),
+            Ok(Ok(Some(file))) => written.push(file),
             Ok(Ok(None)) => {}
             Ok(Err(e)) => {
                 failure = Some(e);
@@ -83,11 +91,8 @@ pub(crate) async fn write_checkpoint(
         store.remove_attempt(&id, &attempt).await;
         return Err(storage_failure(store, &id, e));
     }
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-    if let Err(e) = store.sync_dirs(&id).await {
-        store.remove_attempt(&id, &attempt).await;
-        return Err(storage_failure(store, &id, e));
-    }
+    written.sort_by(|(a, _), (b, _)| a.path.cmp(&b.path));
+    let (files, kept): (Vec<DataFile>, Vec<Vec<RecordBatch>>) = written.into_iter().unzip();
 
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
@@ -105,6 +110,11 @@ pub(crate) async fn write_checkpoint(
     };
     match store.commit(&manifest, &attempt).await {
         Ok(commit) => {
+            // Another writer's files are not the batches we kept.
+            let held = match &commit {
+                Commit::Won => keeper.held(&id, kept),
+                _ => None,
+            };
             let manifest = commit.into_manifest(manifest);
             store.recorded_use(&manifest.id);
             tracing::info!(
@@ -114,7 +124,7 @@ pub(crate) async fn write_checkpoint(
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "checkpoint committed"
             );
-            Ok(manifest)
+            Ok((manifest, held))
         }
         Err(e) => {
             store.remove_attempt(&id, &attempt).await;
@@ -197,6 +207,9 @@ fn sort_columns(ordering: Option<&LexOrdering>) -> Vec<SortColumn> {
         .collect()
 }
 
+/// Writes one partition into the file `name`, keeping its batches while
+/// `keeper` admits them; `None` for a partition without rows.
+#[allow(clippy::too_many_arguments)]
 async fn write_partition(
     store: &CheckpointStore,
     id: &str,
@@ -205,9 +218,12 @@ async fn write_partition(
     schema: &SchemaRef,
     props: WriterProperties,
     metrics: &WriteMetrics,
-) -> Result<Option<DataFile>> {
+    keeper: &Keeper,
+    keep: bool,
+) -> Result<Option<(DataFile, Vec<RecordBatch>)>> {
     let mut writer = None;
     let mut rows = 0u64;
+    let mut kept = Vec::new();
     let outcome: Result<()> = async {
         while let Some(batch) = stream.next().await {
             let batch = batch?;
@@ -223,7 +239,13 @@ async fn write_partition(
                 )?);
             }
             let w = writer.as_mut().expect("created above");
-            w.write(&renamed(&batch, schema)?).await?;
+            let batch_as_stored = renamed(&batch, schema)?;
+            w.write(&batch_as_stored).await?;
+            if keep && keeper.admit(&batch_as_stored) {
+                kept.push(batch_as_stored);
+            } else {
+                kept.clear();
+            }
             rows += batch.num_rows() as u64;
             metrics.rows.add(batch.num_rows());
         }
@@ -241,12 +263,13 @@ async fn write_partition(
         (Ok(()), None) => Ok(None),
         (Ok(()), Some(w)) => {
             let file = w.into_inner();
-            Ok(Some(DataFile {
+            let data_file = DataFile {
                 path: name.to_string(),
                 rows,
                 size: file.len(),
                 checksums: file.checksums(),
-            }))
+            };
+            Ok(Some((data_file, kept)))
         }
         (Err(e), Some(w)) => {
             w.into_inner().abort().await;

@@ -44,23 +44,6 @@ impl CheckpointStore {
             .map_err(|e| Error::Internal(format!("an fsync task failed: {e}")))?
     }
 
-    /// Makes the entries of a checkpoint's files survive a power cut: its
-    /// directory, and the checkpoint dir that holds that directory.
-    pub(crate) async fn sync_dirs(&self, id: &str) -> Result<()> {
-        let Some(root) = self.local_root.clone() else {
-            return Ok(());
-        };
-        let dir = root.join(id);
-        tokio::task::spawn_blocking(move || {
-            if dir.exists() {
-                fsync(&dir)?;
-            }
-            fsync(&root)
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("an fsync task failed: {e}")))?
-    }
-
     /// Commits `manifest`, written by write attempt `attempt`, with a
     /// create-only write: of several writers of the same id exactly one
     /// wins. A loser's files are removed and the winner's checkpoint is
@@ -95,13 +78,36 @@ impl CheckpointStore {
         }
     }
 
-    /// Writes the manifest only if none exists; false if one did.
+    /// Writes the manifest only if none exists; false if one did. On local
+    /// disks the data files are durable already; their directory entries
+    /// are made durable here, at the same time as the manifest's private
+    /// copy, before the manifest is linked to its name.
     async fn put_manifest(&self, manifest: &Manifest, attempt: &str) -> Result<bool> {
         let json = manifest.to_json();
         if let Some(root) = self.local_root.clone() {
             let dir = root.join(&manifest.id);
             let tmp = dir.join(format!("{attempt}.manifest.tmp"));
-            return tokio::task::spawn_blocking(move || commit_local(&dir, &tmp, &json))
+            let blocking = |f: Box<dyn FnOnce() -> Result<()> + Send>| async move {
+                tokio::task::spawn_blocking(f)
+                    .await
+                    .map_err(|e| Error::Internal(format!("a commit task failed: {e}")))?
+            };
+            // An empty result has no data files, hence no directory yet.
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::io(format!("cannot create '{}'", dir.display()), e))?;
+            // One round of fsyncs, in parallel: the files' directory, the
+            // checkpoint dir that holds it, and the manifest's private copy.
+            let (id_dir, parent, private) = (dir.clone(), root.clone(), tmp.clone());
+            let (a, b, c) = tokio::join!(
+                blocking(Box::new(move || fsync(&id_dir))),
+                blocking(Box::new(move || fsync(&parent))),
+                blocking(Box::new(move || write_private(&private, &json))),
+            );
+            if let Err(e) = a.and(b).and(c) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+            return tokio::task::spawn_blocking(move || link_manifest(&dir, &tmp))
                 .await
                 .map_err(|e| Error::Internal(format!("a commit task failed: {e}")))?;
         }
@@ -173,18 +179,29 @@ pub(super) fn fsync(path: &FsPath) -> Result<()> {
         .map_err(|e| Error::io(format!("cannot fsync '{}'", path.display()), e))
 }
 
-/// Writes the manifest to a private file, makes it durable, then links it to
-/// its final name: the link fails if the name exists, so the commit is
-/// create-only and a reader never sees a partial manifest. False if the
-/// name existed.
-fn commit_local(dir: &FsPath, tmp: &FsPath, json: &[u8]) -> Result<bool> {
-    let target = dir.join(MANIFEST_FILE);
-    // An empty result has no data files, hence no directory yet.
-    std::fs::create_dir_all(dir)
-        .map_err(|e| Error::io(format!("cannot create '{}'", dir.display()), e))?;
+/// Writes the manifest to a private file and makes it durable.
+fn write_private(tmp: &FsPath, json: &[u8]) -> Result<()> {
     std::fs::write(tmp, json)
         .map_err(|e| Error::io(format!("cannot write '{}'", tmp.display()), e))?;
-    fsync(tmp)?;
+    fsync(tmp)
+}
+
+/// Writes the manifest to a private file, makes it durable, then links it
+/// to its final name (see [`link_manifest`]).
+#[cfg(test)]
+fn commit_local(dir: &FsPath, tmp: &FsPath, json: &[u8]) -> Result<bool> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(String::from("cannot create the dir"), e))?;
+    write_private(tmp, json)?;
+    link_manifest(dir, tmp)
+}
+
+/// Links the durable private manifest `tmp` to its final name, then makes
+/// the link durable: the link fails if the name exists, so the commit is
+/// create-only and a reader never sees a partial manifest. False if the
+/// name existed.
+fn link_manifest(dir: &FsPath, tmp: &FsPath) -> Result<bool> {
+    let target = dir.join(MANIFEST_FILE);
     let linked = std::fs::hard_link(tmp, &target);
     let _ = std::fs::remove_file(tmp);
     match linked {
