@@ -6,11 +6,13 @@ use std::time::Instant;
 
 use chrono::Utc;
 use datafusion::arrow::array::{RecordBatch, new_null_array};
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::common::runtime::JoinSet;
 use datafusion::execution::TaskContext;
 use datafusion::parquet::arrow::{ArrowWriter, AsyncArrowWriter};
+use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::schema::types::ColumnPath;
 use datafusion::physical_expr::LexOrdering;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::repartition::RepartitionExec;
@@ -49,10 +51,7 @@ pub(crate) async fn write_checkpoint(
         .map(|p| format!("{attempt}-part-{p:05}.parquet"))
         .collect();
 
-    let props = WriterProperties::builder()
-        .set_compression(options.compression)
-        .set_created_by(format!("cairn {}", env!("CARGO_PKG_VERSION")))
-        .build();
+    let props = writer_properties(&schema, options.compression);
     check_storable(&schema, &props)?;
     store.check_writable().await?;
     let keeper = Keeper::new(ctx.memory_pool(), options.write_through);
@@ -149,6 +148,40 @@ fn storage_failure(store: &CheckpointStore, id: &str, e: Error) -> Error {
 /// Refuses, before anything runs, a column that Parquet cannot store: the
 /// writer itself is asked, with one row of nulls of each column written to
 /// memory (parquet 59 finds some types unsupported only when writing).
+/// Dictionaries of numbers, dates and the like end at 16 KiB (2,048
+/// eight-byte values; past that the writer goes on plain), strings' at the
+/// usual 1 MiB. A dictionary of mostly distinct numbers costs its hashing
+/// and saves nothing: with 1 MiB for every column, the eager checkpoint of
+/// 99,999 distinct integers took 7.2 to 9.5 ms, with 16 KiB 4.8 to 5.0 ms;
+/// lineitem SF 1 wrote about 20% faster for 3% more bytes.
+fn writer_properties(schema: &Schema, compression: Compression) -> WriterProperties {
+    const SMALL_DICTIONARY: usize = 16 * 1024;
+    const STRING_DICTIONARY: usize = 1024 * 1024;
+    let mut builder = WriterProperties::builder()
+        .set_compression(compression)
+        .set_created_by(format!("cairn {}", env!("CARGO_PKG_VERSION")))
+        .set_dictionary_page_size_limit(SMALL_DICTIONARY);
+    for field in schema.fields() {
+        let strings = matches!(
+            field.data_type(),
+            DataType::Utf8
+                | DataType::LargeUtf8
+                | DataType::Utf8View
+                | DataType::Binary
+                | DataType::LargeBinary
+                | DataType::BinaryView
+                | DataType::Dictionary(..)
+        );
+        if strings {
+            builder = builder.set_column_dictionary_page_size_limit(
+                ColumnPath::from(field.name().as_str()),
+                STRING_DICTIONARY,
+            );
+        }
+    }
+    builder.build()
+}
+
 fn check_storable(schema: &SchemaRef, props: &WriterProperties) -> Result<()> {
     for field in schema.fields() {
         let probe = Arc::new(Schema::new(vec![
@@ -276,5 +309,52 @@ async fn write_partition(
             Err(e)
         }
         (Err(e), None) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{Int64Array, StringArray};
+    use datafusion::arrow::datatypes::Field;
+
+    use super::*;
+
+    /// The dictionary page's bytes of each column of a file written with
+    /// Cairn's properties (0: none).
+    fn dictionary_bytes(batch: &RecordBatch) -> Vec<i64> {
+        let props = writer_properties(batch.schema_ref(), Compression::UNCOMPRESSED);
+        let mut file = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut file, batch.schema(), Some(props)).unwrap();
+        writer.write(batch).unwrap();
+        let metadata = writer.close().unwrap();
+        metadata
+            .row_group(0)
+            .columns()
+            .iter()
+            .map(|c| {
+                c.dictionary_page_offset()
+                    .map_or(0, |start| c.data_page_offset() - start)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn numbers_end_their_dictionary_early_and_strings_keep_theirs() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, false),
+            Field::new("s", DataType::Utf8, false),
+        ]));
+        // 100,000 distinct numbers; 3,000 distinct strings (about 30 KB).
+        let numbers = Int64Array::from_iter_values(0..100_000);
+        let strings =
+            StringArray::from_iter_values((0..100_000).map(|i| format!("city {}", i % 3000)));
+        let batch =
+            RecordBatch::try_new(schema, vec![Arc::new(numbers), Arc::new(strings)]).unwrap();
+        let [numbers, strings] = dictionary_bytes(&batch)[..] else {
+            panic!("two columns");
+        };
+        // With the writer's default (1 MiB) the numbers' would be 800 KB.
+        assert!(numbers <= 17 * 1024, "numbers' dictionary: {numbers} bytes");
+        assert!(strings > 20 * 1024, "strings' dictionary: {strings} bytes");
     }
 }
