@@ -39,9 +39,7 @@ impl CheckpointStore {
             return Ok(());
         };
         let path = root.join(id).join(name);
-        tokio::task::spawn_blocking(move || fsync(&path))
-            .await
-            .map_err(|e| Error::Internal(format!("an fsync task failed: {e}")))?
+        blocking("an fsync task", move || fsync(&path)).await
     }
 
     /// Commits `manifest`, written by write attempt `attempt`, with a
@@ -87,11 +85,6 @@ impl CheckpointStore {
         if let Some(root) = self.local_root.clone() {
             let dir = root.join(&manifest.id);
             let tmp = dir.join(format!("{attempt}.manifest.tmp"));
-            let blocking = |f: Box<dyn FnOnce() -> Result<()> + Send>| async move {
-                tokio::task::spawn_blocking(f)
-                    .await
-                    .map_err(|e| Error::Internal(format!("a commit task failed: {e}")))?
-            };
             // An empty result has no data files, hence no directory yet.
             std::fs::create_dir_all(&dir)
                 .map_err(|e| Error::io(format!("cannot create '{}'", dir.display()), e))?;
@@ -99,17 +92,15 @@ impl CheckpointStore {
             // checkpoint dir that holds it, and the manifest's private copy.
             let (id_dir, parent, private) = (dir.clone(), root.clone(), tmp.clone());
             let (a, b, c) = tokio::join!(
-                blocking(Box::new(move || fsync(&id_dir))),
-                blocking(Box::new(move || fsync(&parent))),
-                blocking(Box::new(move || write_private(&private, &json))),
+                blocking("a commit task", move || fsync(&id_dir)),
+                blocking("a commit task", move || fsync(&parent)),
+                blocking("a commit task", move || write_private(&private, &json)),
             );
             if let Err(e) = a.and(b).and(c) {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(e);
             }
-            return tokio::task::spawn_blocking(move || link_manifest(&dir, &tmp))
-                .await
-                .map_err(|e| Error::Internal(format!("a commit task failed: {e}")))?;
+            return blocking("a commit task", move || link_manifest(&dir, &tmp)).await;
         }
         let opts = PutOptions {
             mode: PutMode::Create,
@@ -173,6 +164,17 @@ impl CheckpointStore {
     }
 }
 
+/// Runs blocking file work `f` off the async threads; `what` names it if
+/// its task fails.
+async fn blocking<T: Send + 'static>(
+    what: &str,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("{what} failed: {e}")))?
+}
+
 pub(super) fn fsync(path: &FsPath) -> Result<()> {
     std::fs::File::open(path)
         .and_then(|f| f.sync_all())
@@ -184,16 +186,6 @@ fn write_private(tmp: &FsPath, json: &[u8]) -> Result<()> {
     std::fs::write(tmp, json)
         .map_err(|e| Error::io(format!("cannot write '{}'", tmp.display()), e))?;
     fsync(tmp)
-}
-
-/// Writes the manifest to a private file, makes it durable, then links it
-/// to its final name (see [`link_manifest`]).
-#[cfg(test)]
-fn commit_local(dir: &FsPath, tmp: &FsPath, json: &[u8]) -> Result<bool> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| Error::io(String::from("cannot create the dir"), e))?;
-    write_private(tmp, json)?;
-    link_manifest(dir, tmp)
 }
 
 /// Links the durable private manifest `tmp` to its final name, then makes
@@ -244,8 +236,14 @@ mod tests {
     #[test]
     fn local_commit_is_create_only() {
         let dir = tempfile::tempdir().unwrap();
-        let first = commit_local(dir.path(), &dir.path().join("a.tmp"), b"{}").unwrap();
-        let second = commit_local(dir.path(), &dir.path().join("b.tmp"), b"{\"x\":1}").unwrap();
+        // What `put_manifest` does on a local disk, once per writer.
+        let commit = |tmp: &str, json: &[u8]| {
+            let tmp = dir.path().join(tmp);
+            write_private(&tmp, json).unwrap();
+            link_manifest(dir.path(), &tmp).unwrap()
+        };
+        let first = commit("a.tmp", b"{}");
+        let second = commit("b.tmp", b"{\"x\":1}");
         assert!(first);
         assert!(!second);
         assert_eq!(
