@@ -5,7 +5,7 @@
 //! fit, reads.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::RecordBatch;
@@ -36,14 +36,14 @@ static KEPT_BYTES: AtomicU64 = AtomicU64::new(0);
 pub struct Held {
     id: String,
     partitions: Vec<Vec<RecordBatch>>,
-    /// Counted in the memory pool until the checkpoint's table is dropped.
-    _reservation: MemoryReservation,
-    bytes: u64,
+    /// Their bytes, counted in the memory pool (and in [`KEPT_BYTES`])
+    /// until the checkpoint's table is dropped.
+    reservation: MemoryReservation,
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        KEPT_BYTES.fetch_sub(self.bytes, Ordering::Relaxed);
+        KEPT_BYTES.fetch_sub(self.reservation.size() as u64, Ordering::Relaxed);
     }
 }
 
@@ -51,7 +51,7 @@ impl fmt::Debug for Held {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Held")
             .field("partitions", &self.partitions.len())
-            .field("bytes", &self.bytes)
+            .field("bytes", &self.reservation.size())
             .finish()
     }
 }
@@ -59,11 +59,10 @@ impl fmt::Debug for Held {
 /// What the writers of one checkpoint keep: the first batch past the cap
 /// lets everything go (readers read the files).
 pub(crate) struct Keeper {
-    /// Taken by the [`Held`] it becomes.
+    /// The bytes kept so far; `None` once the keeper let go (or nothing
+    /// is to be kept).
     reservation: Mutex<Option<MemoryReservation>>,
     cap: u64,
-    taken: AtomicU64,
-    refused: AtomicBool,
 }
 
 impl Keeper {
@@ -72,42 +71,29 @@ impl Keeper {
     /// the memory, so it would make queries fail that pass today).
     pub(crate) fn new(pool: &Arc<dyn MemoryPool>, cap: u64) -> Arc<Self> {
         let bounded = !matches!(pool.memory_limit(), MemoryLimit::Infinite);
+        let reservation = (cap > 0 && !bounded)
+            .then(|| MemoryConsumer::new("checkpoint write-through").register(pool));
         Arc::new(Self {
-            reservation: Mutex::new(Some(
-                MemoryConsumer::new("checkpoint write-through").register(pool),
-            )),
+            reservation: Mutex::new(reservation),
             cap,
-            taken: AtomicU64::new(0),
-            refused: AtomicBool::new(cap == 0 || bounded),
         })
     }
 
     /// Whether `batch` may be kept (its memory is then counted).
     pub(crate) fn admit(&self, batch: &RecordBatch) -> bool {
-        if self.refused.load(Ordering::Relaxed) {
+        let mut slot = self.reservation.lock().expect("keeper poisoned");
+        let Some(reservation) = slot.as_ref() else {
             return false;
-        }
+        };
         let size = batch.get_array_memory_size();
         let before = KEPT_BYTES.fetch_add(size as u64, Ordering::Relaxed);
         if before + size as u64 > self.cap {
             KEPT_BYTES.fetch_sub(size as u64, Ordering::Relaxed);
-            self.let_go();
+            let_go(&mut slot);
             return false;
         }
-        self.taken.fetch_add(size as u64, Ordering::Relaxed);
-        if let Some(r) = self.reservation.lock().expect("keeper poisoned").as_ref() {
-            r.grow(size);
-        }
+        reservation.grow(size);
         true
-    }
-
-    fn let_go(&self) {
-        if !self.refused.swap(true, Ordering::Relaxed) {
-            KEPT_BYTES.fetch_sub(self.taken.swap(0, Ordering::Relaxed), Ordering::Relaxed);
-            if let Some(r) = self.reservation.lock().expect("keeper poisoned").as_ref() {
-                r.free();
-            }
-        }
     }
 
     /// The kept batches of checkpoint `id`, if every one was admitted.
@@ -117,18 +103,12 @@ impl Keeper {
         partitions: Vec<Vec<RecordBatch>>,
     ) -> Option<Held> {
         let keeper = Arc::into_inner(self)?;
-        if keeper.refused.load(Ordering::Relaxed) {
-            return None;
-        }
         // From here the held batches own the count (see `Drop for Held`).
-        keeper.refused.store(true, Ordering::Relaxed);
-        let bytes = keeper.taken.swap(0, Ordering::Relaxed);
         let reservation = keeper.reservation.lock().expect("keeper poisoned").take()?;
         Some(Held {
             id: id.to_string(),
             partitions,
-            _reservation: reservation,
-            bytes,
+            reservation,
         })
     }
 }
@@ -136,7 +116,15 @@ impl Keeper {
 impl Drop for Keeper {
     /// Batches kept for a checkpoint that did not commit, or was not ours.
     fn drop(&mut self) {
-        self.let_go();
+        let_go(&mut self.reservation.lock().expect("keeper poisoned"));
+    }
+}
+
+/// Lets go of what a keeper kept: its count, and its memory (the
+/// reservation frees it when dropped).
+fn let_go(slot: &mut Option<MemoryReservation>) {
+    if let Some(reservation) = slot.take() {
+        KEPT_BYTES.fetch_sub(reservation.size() as u64, Ordering::Relaxed);
     }
 }
 

@@ -55,7 +55,6 @@ pub(crate) async fn write_checkpoint(
     check_storable(&schema, &props)?;
     store.check_writable().await?;
     let keeper = Keeper::new(ctx.memory_pool(), options.write_through);
-    let keep = options.write_through > 0;
     let mut tasks = JoinSet::new();
     for (p, name) in names.iter().enumerate() {
         let stream = input.execute(p, Arc::clone(&ctx))?;
@@ -63,7 +62,7 @@ pub(crate) async fn write_checkpoint(
         let (metrics, schema, keeper) = (metrics.clone(), Arc::clone(&schema), Arc::clone(&keeper));
         tasks.spawn(async move {
             write_partition(
-                &store, &id, &name, stream, &schema, props, &metrics, &keeper, keep,
+                &store, &id, &name, stream, &schema, props, &metrics, &keeper,
             )
             .await
         });
@@ -252,7 +251,6 @@ async fn write_partition(
     props: WriterProperties,
     metrics: &WriteMetrics,
     keeper: &Keeper,
-    keep: bool,
 ) -> Result<Option<(DataFile, Vec<RecordBatch>)>> {
     let mut writer = None;
     let mut rows = 0u64;
@@ -274,7 +272,7 @@ async fn write_partition(
             let w = writer.as_mut().expect("created above");
             let batch_as_stored = renamed(&batch, schema)?;
             w.write(&batch_as_stored).await?;
-            if keep && keeper.admit(&batch_as_stored) {
+            if keeper.admit(&batch_as_stored) {
                 kept.push(batch_as_stored);
             } else {
                 kept.clear();
