@@ -99,17 +99,9 @@ impl AnalyzerRule for ReuseSubplans {
         };
         // The statement around the query stays on top.
         Ok(match plan {
-            LogicalPlan::Analyze(mut a) => {
-                a.input = Arc::new(rewrite(&a.input)?);
-                LogicalPlan::Analyze(a)
-            }
-            LogicalPlan::Dml(mut d) => {
-                d.input = Arc::new(rewrite(&d.input)?);
-                LogicalPlan::Dml(d)
-            }
-            LogicalPlan::Copy(mut c) => {
-                c.input = Arc::new(rewrite(&c.input)?);
-                LogicalPlan::Copy(c)
+            LogicalPlan::Analyze(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_) => {
+                plan.map_children(|input| rewrite(&input).map(Transformed::yes))?
+                    .data
             }
             LogicalPlan::Explain(_)
             | LogicalPlan::Ddl(_)
@@ -963,30 +955,10 @@ impl OptimizerRule for NarrowSharedReads {
         plan: LogicalPlan,
         _config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
+        // The statement around the query stays on top.
         match plan {
-            LogicalPlan::Analyze(mut a) => {
-                let input = narrow(Arc::unwrap_or_clone(a.input))?;
-                a.input = Arc::new(input.data);
-                Ok(Transformed::new_transformed(
-                    LogicalPlan::Analyze(a),
-                    input.transformed,
-                ))
-            }
-            LogicalPlan::Dml(mut d) => {
-                let input = narrow(Arc::unwrap_or_clone(d.input))?;
-                d.input = Arc::new(input.data);
-                Ok(Transformed::new_transformed(
-                    LogicalPlan::Dml(d),
-                    input.transformed,
-                ))
-            }
-            LogicalPlan::Copy(mut c) => {
-                let input = narrow(Arc::unwrap_or_clone(c.input))?;
-                c.input = Arc::new(input.data);
-                Ok(Transformed::new_transformed(
-                    LogicalPlan::Copy(c),
-                    input.transformed,
-                ))
+            LogicalPlan::Analyze(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_) => {
+                plan.map_children(narrow)
             }
             other => narrow(other),
         }
