@@ -194,6 +194,7 @@ impl Session {
                 self.rows(batch(vec![
                     ("removed_checkpoints", count(report.checkpoints.len())),
                     ("removed_orphans", count(report.orphans.len())),
+                    ("removed_stray_files", count(report.strays.len())),
                     ("bytes", count(report.bytes as usize)),
                 ]))
             }

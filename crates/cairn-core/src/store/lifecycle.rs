@@ -59,6 +59,10 @@ pub struct VacuumReport {
     pub checkpoints: Vec<String>,
     /// Ids of the directories without a manifest removed.
     pub orphans: Vec<String>,
+    /// Files in a committed checkpoint's directory that its manifest does
+    /// not list (`<id>/<name>`: a task of a cluster that died while it wrote,
+    /// the loser of a race that could not clean up), removed.
+    pub strays: Vec<String>,
     /// Bytes freed.
     pub bytes: u64,
 }
@@ -199,14 +203,16 @@ impl CheckpointStore {
     ) -> Result<VacuumReport> {
         let mut report = VacuumReport::default();
         for id in self.checkpoint_dirs().await? {
-            if !self.is_unused(&id, named) {
-                continue;
-            }
             let files: Vec<_> = self
                 .object_store()
                 .list(Some(&Path::from(id.as_str())))
                 .try_collect()
                 .await?;
+            self.remove_strays(&id, &files, now, lifetimes, &mut report)
+                .await?;
+            if !self.is_unused(&id, named) {
+                continue;
+            }
             let newest = match self.local_root() {
                 // Listing a local store hides partial uploads; ask the file system.
                 Some(root) => newest_local(&root.join(&id)),
@@ -247,6 +253,63 @@ impl CheckpointStore {
             tracing::info!(records, "removed lineage records nothing reads");
         }
         Ok(report)
+    }
+}
+
+impl CheckpointStore {
+    /// Removes the files of committed checkpoint `id` (listed as `files`)
+    /// that its manifest does not list and that are older than the grace
+    /// period: nothing reads them.
+    async fn remove_strays(
+        &self,
+        id: &str,
+        files: &[object_store::ObjectMeta],
+        now: DateTime<Utc>,
+        lifetimes: Lifetimes,
+        report: &mut VacuumReport,
+    ) -> Result<()> {
+        let Ok(Some(manifest)) = self.read_manifest_only(id).await else {
+            return Ok(());
+        };
+        let listed: HashSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+        let kept = |name: &str| listed.contains(name) || name == MANIFEST_FILE || name == USED_FILE;
+        let old =
+            |t: DateTime<Utc>| (now - t).to_std().unwrap_or_default() > lifetimes.orphan_grace;
+        if let Some(root) = self.local_root() {
+            // Listing a local store hides the staging files of partial writes.
+            let Ok(entries) = std::fs::read_dir(root.join(id)) else {
+                return Ok(());
+            };
+            for entry in entries.filter_map(|e| e.ok()) {
+                let name = entry.file_name().to_string_lossy().to_string();
+                let Ok(meta) = entry.metadata() else { continue };
+                let modified = meta.modified().map(DateTime::<Utc>::from).ok();
+                if kept(&name) || !meta.is_file() || !modified.is_some_and(old) {
+                    continue;
+                }
+                if std::fs::remove_file(entry.path()).is_ok() {
+                    report.bytes += meta.len();
+                    report.strays.push(format!("{id}/{name}"));
+                }
+            }
+            return Ok(());
+        }
+        for f in files {
+            let Some(name) = f.location.filename() else {
+                continue;
+            };
+            if kept(name) || !old(f.last_modified) {
+                continue;
+            }
+            match self.object_store().delete(&f.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                    report.bytes += f.size;
+                    report.strays.push(format!("{id}/{name}"));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
     }
 }
 
