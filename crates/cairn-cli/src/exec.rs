@@ -365,10 +365,16 @@ impl Shell {
             let _ = editor.load_history(path);
         }
         if !self.options.quiet {
+            let context = self.session.context();
+            let on = if context.on_cluster() {
+                " · on a cluster"
+            } else {
+                ""
+            };
             println!(
-                "Cairn {} (DataFusion 55) · checkpoints in {}\nType \\? for help, \\q or Ctrl-D to quit.",
+                "Cairn {} (DataFusion 55){on} · checkpoints in {}\nType \\? for help, \\q or Ctrl-D to quit.",
                 env!("CARGO_PKG_VERSION"),
-                self.session.context().checkpoint_dir()
+                context.checkpoint_dir()
             );
         }
         loop {

@@ -37,6 +37,12 @@ struct Args {
     #[arg(long, value_name = "DIR")]
     checkpoint_dir: Option<String>,
 
+    /// Run every query and checkpoint on the Cairn cluster whose scheduler
+    /// this names (df://host:port); checkpoints then need a dir every
+    /// process of the cluster reaches (s3://, or a local path on one machine).
+    #[arg(long, value_name = "URL")]
+    cluster: Option<String>,
+
     /// Memory the engine may use before it spills, e.g. 512M or 4G.
     #[arg(long, value_name = "SIZE", value_parser = cairn_core::parse_size)]
     memory_limit: Option<usize>,
@@ -98,6 +104,9 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if let Some(bytes) = args.memory_limit {
         builder = builder.memory_limit(bytes);
+    }
+    if let Some(url) = &args.cluster {
+        builder = builder.cluster(url);
     }
     let max_rows = match args.maxrows.as_str() {
         "all" => None,

@@ -535,3 +535,60 @@ mod terminal {
         s.exp_eof().unwrap();
     }
 }
+
+/// The README's first session on the cluster `.ci/run` starts
+/// (`CAIRN_TEST_CLUSTER`; required with `CAIRN_REQUIRE_CLUSTER=1`): each
+/// statement works, or is refused before it runs with what to use instead,
+/// and that works.
+#[test]
+fn the_first_session_works_on_a_cluster_or_says_what_to_use() {
+    let Ok(cluster) = std::env::var("CAIRN_TEST_CLUSTER") else {
+        assert!(
+            std::env::var_os("CAIRN_REQUIRE_CLUSTER").is_none(),
+            "CAIRN_REQUIRE_CLUSTER is set but CAIRN_TEST_CLUSTER is not"
+        );
+        eprintln!("skipped: no cluster (tests/cluster/start.sh starts one)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let on_cluster = |sql: &str| {
+        cairn(
+            dir.path(),
+            &["--cluster", &cluster, "--format", "csv", "-c", sql],
+        )
+    };
+    let edges = "SELECT value % 100 AS src, value % 37 AS dst FROM range(0, 10000)";
+    let refused = on_cluster(&format!("CREATE TABLE edges AS {edges}"));
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("CHECKPOINT TABLE edges AS"),
+        "{}",
+        stderr(&refused)
+    );
+    let statements = format!(
+        "CHECKPOINT TABLE edges AS {edges}; \
+         CHECKPOINT TABLE degrees AS SELECT src, count(*) AS n FROM edges GROUP BY src; \
+         EXPLAIN SELECT * FROM degrees WHERE n > 90;"
+    );
+    let done = cairn(
+        dir.path(),
+        &[
+            "--cluster",
+            &cluster,
+            "-c",
+            &statements,
+            "-c",
+            "\\checkpoints",
+        ],
+    );
+    assert!(done.status.success(), "{}", stderr(&done));
+    assert!(stdout(&done).contains("degrees"), "{}", stdout(&done));
+    // A new process, no recompute; and one that is not on the cluster.
+    let max = on_cluster("SELECT max(n) AS m FROM degrees");
+    assert_eq!(stdout(&max), "m\n100\n", "{}", stderr(&max));
+    let local = cairn(
+        dir.path(),
+        &["--format", "csv", "-c", "SELECT max(n) AS m FROM degrees"],
+    );
+    assert_eq!(stdout(&local), "m\n100\n", "{}", stderr(&local));
+}

@@ -18,6 +18,9 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::config::SessionConfig;
 use datafusion::parquet::basic::Compression;
 
+/// How a set [`Secret`] is shown.
+const MASK: &str = "********";
+
 /// A credential: shown as `********` everywhere, compared by value.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Secret(String);
@@ -42,7 +45,7 @@ impl fmt::Debug for Secret {
 
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("********")
+        f.write_str(MASK)
     }
 }
 
@@ -285,7 +288,7 @@ const SETTINGS: &[Setting] = &[
     },
     Setting {
         key: "checkpoint_orphan_grace",
-        doc: "how long VACUUM leaves directories without a manifest, e.g. '1 hour'",
+        doc: "how long VACUUM leaves directories without a manifest (and files no manifest lists), e.g. '1 hour'",
         default: "1 hour",
         secret: false,
         get: |o| format_duration(o.lifetimes.orphan_grace),
@@ -383,7 +386,7 @@ const SETTINGS: &[Setting] = &[
         secret: true,
         get: |o| shown(o.s3.secret_access_key.as_ref()),
         set: |o, v| {
-            o.s3.secret_access_key = given(v).map(Secret::new);
+            o.s3.secret_access_key = given_secret(v);
             Ok(())
         },
     },
@@ -394,7 +397,7 @@ const SETTINGS: &[Setting] = &[
         secret: true,
         get: |o| shown(o.s3.session_token.as_ref()),
         set: |o, v| {
-            o.s3.session_token = given(v).map(Secret::new);
+            o.s3.session_token = given_secret(v);
             Ok(())
         },
     },
@@ -565,6 +568,12 @@ fn parse_on_off(value: &str) -> Result<bool, String> {
 /// An empty value goes back to the environment's.
 fn given(value: &str) -> Option<String> {
     Some(value.to_string()).filter(|v| !v.is_empty())
+}
+
+/// A secret; its mask is no value (a session's settings, sent to the
+/// servers of a cluster, carry secrets masked: they use their own).
+fn given_secret(value: &str) -> Option<Secret> {
+    given(value).filter(|v| v != MASK).map(Secret::new)
 }
 
 /// A secret as `SHOW` gives it: whether it is set, never its value.

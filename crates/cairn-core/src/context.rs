@@ -16,16 +16,20 @@ use datafusion::prelude::SessionContext;
 
 use datafusion::error::DataFusionError;
 
+use ballista_core::extension::SessionStateExt;
+
 use crate::catalog::{
     ChainLink, CheckpointInfo, CheckpointSchema, Materialize, TableKind, did_you_mean,
 };
+use crate::cluster;
 use crate::config::{
     AutoCheckpoint, CairnOptions, ReuseOptions, S3Options, WriteOptions, default_checkpoint_dir,
 };
 use crate::error::{Error, Result};
 use crate::exec::{CheckpointKind, CheckpointTable, Materialized, PlanObserver, PlanObservers};
 use crate::plan::{
-    AutoCheckpoints, CairnQueryPlanner, CairnView, analyzer_rules, optimizer_rules, scan_plan,
+    AutoCheckpoints, CairnQueryPlanner, CairnView, RemoteWrites, analyzer_rules, optimizer_rules,
+    scan_plan,
 };
 use crate::store::lifecycle::VacuumReport;
 use crate::store::manifest::Lineage;
@@ -44,9 +48,21 @@ pub struct CairnContextBuilder {
     s3: S3Options,
     write: WriteOptions,
     reuse: ReuseOptions,
+    cluster: Option<String>,
 }
 
 impl CairnContextBuilder {
+    /// Runs every query and checkpoint on the Ballista cluster whose
+    /// scheduler `url` names (`df://host:port`; see `cairn-scheduler`).
+    /// Checkpoints are then written by the executors, so their dir must be
+    /// storage every process of the cluster shares (`s3://`, or a local
+    /// path when the whole cluster runs on this machine). Nothing connects
+    /// until the first query runs.
+    pub fn cluster(mut self, url: impl Into<String>) -> Self {
+        self.cluster = Some(url.into());
+        self
+    }
+
     /// Where reliable checkpoints go: `file:///path`, a plain path,
     /// `memory://name` or `s3://bucket/prefix`. Default:
     /// [`default_checkpoint_dir`].
@@ -128,11 +144,20 @@ impl CairnContextBuilder {
             )?,
         };
         tracing::info!(dir = store.url(), "checkpoint dir");
+        let scheduler = self
+            .cluster
+            .as_deref()
+            .map(cluster::scheduler_address)
+            .transpose()?;
+        let reuse = match scheduler {
+            Some(_) => cluster::cluster_reuse(self.reuse),
+            None => self.reuse,
+        };
         let options = CairnOptions {
             checkpoint_dir: store.url().to_string(),
             s3: self.s3.clone(),
             write: self.write,
-            reuse: self.reuse,
+            reuse,
             ..CairnOptions::default()
         };
         let stores = Arc::new(SessionStores::new(store, self.s3));
@@ -152,6 +177,9 @@ impl CairnContextBuilder {
             }
             config = config.with_target_partitions(n);
         }
+        if let Some(address) = &scheduler {
+            config = cluster::client_config(config, address);
+        }
         let mut runtime = RuntimeEnvBuilder::new()
             .with_object_store_registry(Arc::new(CairnObjectStores::new(Arc::clone(&stores))));
         if let Some(bytes) = self.memory_limit {
@@ -165,6 +193,10 @@ impl CairnContextBuilder {
             .with_analyzer_rules(analyzer_rules(Arc::clone(&auto)))
             .with_optimizer_rules(optimizer_rules())
             .build();
+        let state = match &scheduler {
+            Some(address) => state.upgrade_for_ballista(address.clone())?,
+            None => state,
+        };
         let mut ctx = SessionContext::new_with_state(state);
         let schema = install_checkpoint_schema(&ctx, &stores)?;
         if self.url_tables {
@@ -321,6 +353,15 @@ impl CairnContext {
             LogicalPlan::Ddl(DdlStatement::CreateView(view)) if !view.temporary => {
                 return self.create_view(view);
             }
+            LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(table)) if self.on_cluster() => {
+                return Err(Error::Unsupported(format!(
+                    "CREATE TABLE {} keeps its rows in this process's memory, which the \
+                     executors of a cluster cannot read; write them where every process \
+                     reads them: CHECKPOINT TABLE {} AS <query> (its dir must be shared \
+                     storage, such as s3://bucket/prefix)",
+                    table.name, table.name
+                )));
+            }
             _ => {}
         }
         Ok(self.ctx.execute_logical_plan(plan).await?)
@@ -398,6 +439,14 @@ impl CairnContext {
     /// that changes nothing.
     pub async fn set_options(&self, mut options: CairnOptions) -> Result<()> {
         let before = self.options();
+        if self.on_cluster() && cluster::cluster_reuse(options.reuse) != options.reuse {
+            return Err(Error::Unsupported(
+                "on a cluster a query runs in several processes, so Cairn shares no sub-plan \
+                 in one process's memory: cairn.reuse_subplans stays off and \
+                 cairn.auto_checkpoint is 'off' or 'reliable'"
+                    .into(),
+            ));
+        }
         let dir_changed = options.checkpoint_dir() != before.checkpoint_dir();
         let s3_dir = options.checkpoint_dir().starts_with("s3://");
         let store = if dir_changed || (s3_dir && options.s3 != before.s3) {
@@ -418,6 +467,16 @@ impl CairnContext {
         }
         self.stores.replace(store, s3);
         Ok(())
+    }
+
+    /// Whether queries run on a cluster (see [`CairnContextBuilder::cluster`]).
+    pub fn on_cluster(&self) -> bool {
+        self.ctx
+            .state_ref()
+            .read()
+            .config()
+            .get_extension::<RemoteWrites>()
+            .is_some()
     }
 
     /// The checkpoint dir, as a URL.

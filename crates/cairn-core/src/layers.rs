@@ -16,6 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["plan"],
     &["catalog"],
     &["dataframe"],
+    &["cluster"],
     &["context", "periodic"],
     &["lib"],
 ];

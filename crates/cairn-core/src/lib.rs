@@ -30,6 +30,7 @@
 #![warn(missing_docs)]
 
 mod catalog;
+pub mod cluster;
 mod config;
 mod context;
 mod dataframe;

@@ -31,6 +31,7 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::CheckpointExec;
+use super::distributed::PartitionWriteExec;
 use super::held::HeldScanExec;
 use super::local::LocalCheckpointExec;
 use super::materialized::CheckpointRun;
@@ -38,7 +39,7 @@ use super::scan::CheckpointTable;
 use super::source::{CheckpointRef, CheckpointSource, ScanPayload};
 use super::task::{CheckpointKind, CheckpointTask};
 use super::wire;
-use crate::config::{WriteOptions, compression_name};
+use crate::config::{CairnOptions, WriteOptions, compression_name};
 use crate::store::manifest::{Fingerprint, FingerprintInfo, Lineage, Manifest};
 use crate::store::{CheckpointStore, SessionStores};
 
@@ -61,9 +62,12 @@ pub(crate) fn store_for(dir: &str, ctx: &TaskContext) -> Result<Arc<CheckpointSt
             path.display()
         )));
     }
-    let store = match SessionStores::of(ctx.session_config()) {
-        Some(stores) => stores.open(dir),
-        None => CheckpointStore::open(dir),
+    let config = ctx.session_config();
+    let store = match (SessionStores::of(config), CairnOptions::of(config)) {
+        (Some(stores), _) => stores.open(dir),
+        // A cluster's task: the client's settings (secrets stay at home).
+        (None, Some(options)) => CheckpointStore::open_with(dir, &options.s3),
+        (None, None) => CheckpointStore::open(dir),
     };
     store.map_err(DataFusionError::from)
 }
@@ -153,12 +157,7 @@ fn decode_task(
             inputs.len()
         )));
     };
-    let compression: Compression = payload.compression.parse().map_err(|e| {
-        DataFusionError::Plan(format!(
-            "Cairn's bytes name an unknown codec '{}': {e}",
-            payload.compression
-        ))
-    })?;
+    let compression = parse_compression(&payload.compression)?;
     let task = CheckpointTask {
         kind: kind_of(&payload.kind)?,
         store: store_for(&payload.dir, ctx)?,
@@ -184,6 +183,44 @@ fn decode_task(
 
 /// A checkpoint scan as an extension node: DataFusion's encoding of its
 /// Parquet scan, and which checkpoint it reads.
+/// The Parquet codec Cairn's bytes name.
+fn parse_compression(name: &str) -> Result<Compression> {
+    name.parse().map_err(|e| {
+        DataFusionError::Plan(format!("Cairn's bytes name an unknown codec '{name}': {e}"))
+    })
+}
+
+/// A [`PartitionWriteExec`] as bytes.
+#[derive(Serialize, Deserialize)]
+struct PartitionWritePayload {
+    dir: String,
+    id: String,
+    attempt: String,
+    compression: String,
+}
+
+fn decode_partition_write(
+    buf: &[u8],
+    inputs: &[Arc<dyn ExecutionPlan>],
+    ctx: &TaskContext,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let payload: PartitionWritePayload = wire::decode(buf, wire::Kind::PartitionWrite)?;
+    let [input] = inputs else {
+        return Err(DataFusionError::Plan(format!(
+            "Cairn's PartitionWriteExec bytes come with {} inputs, not one",
+            inputs.len()
+        )));
+    };
+    let compression = parse_compression(&payload.compression)?;
+    Ok(Arc::new(PartitionWriteExec::new(
+        Arc::clone(input),
+        store_for(&payload.dir, ctx)?,
+        payload.id,
+        payload.attempt,
+        compression,
+    )))
+}
+
 fn decode_scan(
     buf: &[u8],
     ctx: &TaskContext,
@@ -270,6 +307,7 @@ impl PhysicalExtensionCodec for CairnPhysicalCodec {
         }
         match wire::kind(buf)?.0 {
             wire::Kind::CheckpointExec => decode_task(buf, inputs, ctx),
+            wire::Kind::PartitionWrite => decode_partition_write(buf, inputs, ctx),
             wire::Kind::CheckpointScan => decode_scan(buf, ctx, self, proto_converter),
             wire::Kind::HeldScan => {
                 let payload: HeldPayload = wire::decode(buf, wire::Kind::HeldScan)?;
@@ -292,6 +330,15 @@ impl PhysicalExtensionCodec for CairnPhysicalCodec {
     ) -> Result<()> {
         if let Some(exec) = node.downcast_ref::<CheckpointExec>() {
             return encode_task(exec, buf);
+        }
+        if let Some(write) = node.downcast_ref::<PartitionWriteExec>() {
+            let payload = PartitionWritePayload {
+                dir: write.store().url().to_string(),
+                id: write.id().to_string(),
+                attempt: write.attempt().to_string(),
+                compression: compression_name(write.compression()),
+            };
+            return wire::encode(wire::Kind::PartitionWrite, &payload, buf);
         }
         if let Some(held) = node.downcast_ref::<HeldScanExec>() {
             // Another process has no batches of ours: it reads the files.

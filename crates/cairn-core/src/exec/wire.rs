@@ -23,6 +23,8 @@ pub enum Kind {
     GenerateSeries = 4,
     /// A view (`CREATE VIEW` in a Cairn session).
     View = 5,
+    /// A `CheckpointWrite` (a cluster job writing a checkpoint's files).
+    CheckpointWrite = 6,
     /// A `CheckpointExec`.
     CheckpointExec = 16,
     /// A verified scan of a checkpoint's files.
@@ -30,6 +32,8 @@ pub enum Kind {
     /// A scan of a checkpoint this process holds in memory (sent as the
     /// scan of its files).
     HeldScan = 18,
+    /// A `PartitionWriteExec`.
+    PartitionWrite = 19,
 }
 
 impl Kind {
@@ -40,9 +44,11 @@ impl Kind {
             3 => Kind::LazyCheckpointTable,
             4 => Kind::GenerateSeries,
             5 => Kind::View,
+            6 => Kind::CheckpointWrite,
             16 => Kind::CheckpointExec,
             17 => Kind::CheckpointScan,
             18 => Kind::HeldScan,
+            19 => Kind::PartitionWrite,
             _ => return None,
         })
     }

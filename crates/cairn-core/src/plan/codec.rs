@@ -33,7 +33,9 @@ use serde::{Deserialize, Serialize};
 
 use super::lazy::LazyCheckpointTable;
 use super::node::CheckpointNode;
+use super::series::SeriesTable;
 use super::view::CairnView;
+use super::write_job::CheckpointWrite;
 use crate::exec::wire::{self, Kind};
 use crate::exec::{CheckpointKind, CheckpointTable, LocalCheckpointTable, checked, store_for};
 use crate::store::manifest::Manifest;
@@ -122,6 +124,34 @@ struct NodePayload {
     dir: Option<String>,
     /// The input as the user gave it, encoded with this codec, base64.
     original: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WritePayload {
+    dir: String,
+    id: String,
+    attempt: String,
+    compression: String,
+}
+
+fn decode_write(buf: &[u8], inputs: &[LogicalPlan]) -> Result<Extension> {
+    let payload: WritePayload = wire::decode(buf, Kind::CheckpointWrite)?;
+    let [input] = inputs else {
+        return Err(DataFusionError::Plan(format!(
+            "Cairn's checkpoint write comes with {} inputs, not one",
+            inputs.len()
+        )));
+    };
+    let write = CheckpointWrite::new(
+        input.clone(),
+        payload.dir,
+        payload.id,
+        payload.attempt,
+        payload.compression,
+    )?;
+    Ok(Extension {
+        node: Arc::new(write),
+    })
 }
 
 #[derive(Serialize, Deserialize)]
@@ -306,6 +336,9 @@ impl LogicalExtensionCodec for CairnLogicalCodec {
         if !wire::is_ours(buf) {
             return self.inner.try_decode(buf, inputs, ctx);
         }
+        if wire::kind(buf)?.0 == Kind::CheckpointWrite {
+            return decode_write(buf, inputs);
+        }
         let payload: NodePayload = wire::decode(buf, Kind::CheckpointNode)?;
         let [input] = inputs else {
             return Err(DataFusionError::Plan(format!(
@@ -331,6 +364,15 @@ impl LogicalExtensionCodec for CairnLogicalCodec {
     }
 
     fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> Result<()> {
+        if let Some(write) = node.node.as_any().downcast_ref::<CheckpointWrite>() {
+            let payload = WritePayload {
+                dir: write.dir().to_string(),
+                id: write.id().to_string(),
+                attempt: write.attempt().to_string(),
+                compression: write.compression().to_string(),
+            };
+            return wire::encode(Kind::CheckpointWrite, &payload, buf);
+        }
         let Some(node) = node.node.as_any().downcast_ref::<CheckpointNode>() else {
             return self.inner.try_encode(node, buf);
         };
@@ -386,7 +428,7 @@ impl LogicalExtensionCodec for CairnLogicalCodec {
             }
             Kind::GenerateSeries => {
                 let payload: SeriesPayload = wire::decode(buf, Kind::GenerateSeries)?;
-                Ok(Arc::new(series_table(payload, schema)?))
+                Ok(Arc::new(SeriesTable::new(series_table(payload, schema)?)))
             }
             Kind::View => {
                 let payload: ViewPayload = wire::decode(buf, Kind::View)?;
@@ -421,6 +463,9 @@ impl LogicalExtensionCodec for CairnLogicalCodec {
         }
         if let Some(t) = node.downcast_ref::<GenerateSeriesTable>() {
             return wire::encode(Kind::GenerateSeries, &series_payload(t)?, buf);
+        }
+        if let Some(t) = node.downcast_ref::<SeriesTable>() {
+            return wire::encode(Kind::GenerateSeries, &series_payload(t.inner())?, buf);
         }
         if let Some(v) = node.downcast_ref::<CairnView>() {
             let payload = ViewPayload {

@@ -18,6 +18,7 @@ use datafusion::functions_table::generate_series::GenerateSeriesTable;
 use datafusion::logical_expr::LogicalPlan;
 use futures::TryStreamExt;
 
+use super::series::SeriesTable;
 use super::view::CairnView;
 use crate::error::Result;
 use crate::exec::{CheckpointTable, LocalCheckpointTable};
@@ -140,6 +141,9 @@ async fn collect_sources(
             format!("memory table {}", mem_table_hash(t).await?)
         } else if let Some(t) = provider.downcast_ref::<GenerateSeriesTable>() {
             format!("{t:?}")
+        } else if let Some(t) = provider.downcast_ref::<SeriesTable>() {
+            // Decoded in another process: the same series, the same id.
+            format!("{:?}", t.inner())
         } else if let Some(plan) = provider
             .downcast_ref::<ViewTable>()
             .map(ViewTable::logical_plan)

@@ -12,6 +12,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use super::fingerprint::fingerprint;
 use super::lineage::lineage_of;
 use super::node::CheckpointNode;
+use super::remote::RemoteWrites;
 use crate::config::{CairnOptions, OnCorrupt};
 use crate::error::{Error, Result, damaged_checkpoint};
 use crate::exec::{
@@ -101,6 +102,11 @@ pub async fn checkpoint_now(state: &SessionState, node: &CheckpointNode) -> Resu
         Planned::Found(m) => return Ok(m),
         Planned::Write(task) => task,
     };
+    if let Some(remote) = state.config().get_extension::<RemoteWrites>() {
+        let m = remote.0.write(state, node.input(), &task).await?;
+        node.run().found(m.clone());
+        return Ok(m);
+    }
     let input = state.create_physical_plan(node.input()).await?;
     let exec = Arc::new(CheckpointExec::new(input, task, Arc::clone(node.run())));
     if let Some(observers) = state.config().get_extension::<PlanObservers>() {
@@ -129,6 +135,13 @@ pub async fn rebuild_now(
         options: options.write,
         replace_damaged: false,
     });
+    if let Some(remote) = state.config().get_extension::<RemoteWrites>() {
+        let written = remote.0.write(state, plan, &task).await?;
+        if let Materialized::Reliable(t) = &written {
+            t.store().note_rebuilt(t.manifest());
+        }
+        return Ok(written);
+    }
     let input = state.create_physical_plan(plan).await?;
     let exec = Arc::new(CheckpointExec::new(input, task, CheckpointRun::new()));
     if let Some(observers) = state.config().get_extension::<PlanObservers>() {

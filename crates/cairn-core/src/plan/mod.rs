@@ -7,6 +7,7 @@
 //! Planning reads the store (is this checkpoint committed?) but never
 //! writes to it: writing happens when a plan runs.
 
+mod cluster;
 mod codec;
 mod dag;
 mod fingerprint;
@@ -16,10 +17,14 @@ mod materialize;
 mod node;
 mod optimizer;
 mod planner;
+mod remote;
 mod reuse;
 mod scan;
+mod series;
 mod view;
+mod write_job;
 
+pub use cluster::ClusterPlanner;
 pub use codec::CairnLogicalCodec;
 pub use dag::tree_size;
 pub use fingerprint::{fingerprint, is_volatile, sources_changed};
@@ -32,9 +37,11 @@ pub use optimizer::{
     optimizer_rules,
 };
 pub use planner::{CairnQueryPlanner, CheckpointPlanner};
+pub use remote::{RemoteWriter, RemoteWrites};
 pub use reuse::{AutoCheckpoints, NarrowSharedReads, ReuseSubplans, SharedPlans, SharedScan};
 pub use scan::scan_plan;
 pub use view::CairnView;
+pub use write_job::CheckpointWrite;
 
 pub(crate) use materialize::not_cairn;
 pub(crate) use node::check_column_names;

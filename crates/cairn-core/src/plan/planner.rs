@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::common::internal_err;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::error::Result;
+use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::QueryPlanner;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{LogicalPlan, UserDefinedLogicalNode};
@@ -24,7 +24,8 @@ use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, Phy
 use super::materialize::{Planned, plan_checkpoint};
 use super::node::CheckpointNode;
 use super::reuse::{SharedPlans, SharedScan};
-use crate::exec::{CheckpointExec, SharedPlansExec, SharedScanExec};
+use super::write_job::CheckpointWrite;
+use crate::exec::{CheckpointExec, PartitionWriteExec, SharedPlansExec, SharedScanExec, store_for};
 
 /// Cairn's query planner: DataFusion's, plus the checkpoint operator.
 pub struct CairnQueryPlanner {
@@ -125,6 +126,25 @@ impl ExtensionPlanner for CheckpointPlanner {
                 scan.tag().to_string(),
                 Arc::clone(scan.schema().inner()),
                 scan.target_partitions(),
+            ))));
+        }
+        if let Some(write) = node.as_any().downcast_ref::<CheckpointWrite>() {
+            let [input] = physical_inputs else {
+                return internal_err!("CheckpointWrite needs one input");
+            };
+            let store = store_for(write.dir(), &session.task_ctx())?;
+            let compression = write.compression().parse().map_err(|e| {
+                DataFusionError::Plan(format!(
+                    "unknown checkpoint codec '{}': {e}",
+                    write.compression()
+                ))
+            })?;
+            return Ok(Some(Arc::new(PartitionWriteExec::new(
+                Arc::clone(input),
+                store,
+                write.id().to_string(),
+                write.attempt().to_string(),
+                compression,
             ))));
         }
         let Some(node) = node.as_any().downcast_ref::<CheckpointNode>() else {

@@ -50,6 +50,7 @@ use datafusion::optimizer::{AnalyzerRule, OptimizerConfig, OptimizerRule};
 use super::dag::{Digest, PlanDag, is_work, subquery_address};
 use super::node::{Auto, AutoReason, CheckpointNode};
 use super::scan::scan_plan;
+use super::series::SeriesTable;
 use super::view::CairnView;
 use crate::config::{AutoCheckpoint, CairnOptions};
 use crate::exec::{CheckpointKind, CheckpointRun, CheckpointTable, LocalCheckpointTable};
@@ -851,6 +852,7 @@ fn identity_of(source: &Arc<dyn TableSource>) -> Option<SourceIdentity> {
     if provider.downcast_ref::<CheckpointTable>().is_some()
         || provider.downcast_ref::<LocalCheckpointTable>().is_some()
         || provider.downcast_ref::<GenerateSeriesTable>().is_some()
+        || provider.downcast_ref::<SeriesTable>().is_some()
         || provider.downcast_ref::<ViewTable>().is_some()
         || provider.downcast_ref::<CairnView>().is_some()
     {

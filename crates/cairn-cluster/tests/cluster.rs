@@ -1,0 +1,420 @@
+//! Cairn on a Ballista cluster of real processes: `cairn-scheduler` and two
+//! `cairn-executor`s on 127.0.0.1 (the cluster `.ci/run` starts, named by
+//! `CAIRN_TEST_CLUSTER`, or one this test starts from the built binaries).
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cairn_core::datafusion::arrow::util::pretty::pretty_format_batches;
+use cairn_core::{CairnContext, S3Options, Secret};
+use cairn_sql::Session;
+
+/// Processes of a cluster, killed when dropped.
+struct Cluster {
+    url: String,
+    scheduler: Option<Child>,
+    executors: Vec<Child>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.executors.iter_mut().chain(self.scheduler.as_mut()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The environment a server of the test cluster needs for the S3 test
+/// server: its secret (clients never send theirs).
+fn server_env(command: &mut Command) -> &mut Command {
+    if let Ok(secret) = std::env::var("CAIRN_TEST_S3_SECRET_ACCESS_KEY") {
+        command.env("AWS_SECRET_ACCESS_KEY", secret);
+    }
+    command.stdout(Stdio::null()).stderr(Stdio::null())
+}
+
+impl Cluster {
+    /// A scheduler and `executors` executors of its own.
+    fn start(executors: usize) -> Cluster {
+        let port = free_port();
+        let scheduler = server_env(&mut Command::new(env!("CARGO_BIN_EXE_cairn-scheduler")))
+            .args(["--bind-host", "127.0.0.1", "--bind-port", &port.to_string()])
+            .args(["--executor-timeout-seconds", "4"])
+            .args(["--expire-dead-executor-interval-seconds", "1"])
+            .spawn()
+            .unwrap();
+        wait_for_port(port);
+        let mut cluster = Cluster {
+            url: format!("df://127.0.0.1:{port}"),
+            scheduler: Some(scheduler),
+            executors: Vec::new(),
+        };
+        for _ in 0..executors {
+            cluster.add_executor(port);
+        }
+        cluster
+    }
+
+    fn add_executor(&mut self, scheduler_port: u16) {
+        let (flight, grpc) = (free_port(), free_port());
+        let child = server_env(&mut Command::new(env!("CARGO_BIN_EXE_cairn-executor")))
+            .args(["--bind-host", "127.0.0.1", "--external-host", "127.0.0.1"])
+            .args(["--scheduler-host", "127.0.0.1"])
+            .args(["--scheduler-port", &scheduler_port.to_string()])
+            .args(["--bind-port", &flight.to_string()])
+            .args(["--bind-grpc-port", &grpc.to_string()])
+            .args(["--concurrent-tasks", "2"])
+            .args(["--scheduler-connect-timeout-seconds", "30"])
+            .spawn()
+            .unwrap();
+        wait_for_port(flight);
+        self.executors.push(child);
+    }
+}
+
+/// A cluster to run on: `CAIRN_TEST_CLUSTER`'s, or one of this test's own
+/// (stopped when the test ends).
+struct Shared {
+    url: String,
+    _own: Option<Cluster>,
+}
+
+fn shared() -> Shared {
+    match std::env::var("CAIRN_TEST_CLUSTER") {
+        Ok(url) => Shared { url, _own: None },
+        Err(_) => {
+            let cluster = Cluster::start(2);
+            Shared {
+                url: cluster.url.clone(),
+                _own: Some(cluster),
+            }
+        }
+    }
+}
+
+fn s3() -> Option<S3Options> {
+    let var = |name: &str| std::env::var(format!("CAIRN_TEST_S3_{name}")).ok();
+    let found = (|| {
+        Some(S3Options {
+            endpoint: Some(var("ENDPOINT")?),
+            region: Some("us-east-1".into()),
+            access_key_id: Some(var("ACCESS_KEY_ID")?),
+            secret_access_key: Some(Secret::new(var("SECRET_ACCESS_KEY")?)),
+            ..Default::default()
+        })
+    })();
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CAIRN_REQUIRE_S3").is_none(),
+            "CAIRN_REQUIRE_S3 is set but CAIRN_TEST_S3_* are not"
+        );
+        eprintln!("skipped: no S3 test server (see tests/s3/moto_server.py)");
+    }
+    found
+}
+
+async fn table(session: &Session, sql: &str) -> String {
+    let statements = session.parse(sql).unwrap();
+    let df = session.execute(&statements[0]).await.unwrap();
+    pretty_format_batches(&df.collect().await.unwrap())
+        .unwrap()
+        .to_string()
+}
+
+async fn error_of(session: &Session, sql: &str) -> String {
+    session.sql(sql).await.unwrap_err().to_string()
+}
+
+async fn run(session: &Session, sql: &str) {
+    session.sql(sql).await.unwrap();
+}
+
+/// Data files of the checkpoint `name` in the local dir `dir`.
+fn data_files(dir: &std::path::Path) -> Vec<String> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            for file in std::fs::read_dir(&path).unwrap() {
+                let name = file.unwrap().file_name().to_string_lossy().to_string();
+                if name.ends_with(".parquet") {
+                    files.push(name);
+                }
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+const DEGREES: &str = "SELECT value % 100 AS src, count(*) AS n, sum(value) AS total \
+                       FROM range(0, 200000) GROUP BY value % 100";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_checkpoint_written_by_executors_is_read_by_a_local_session_and_back() {
+    let cluster = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let on_cluster = Session::new(
+        CairnContext::builder()
+            .checkpoint_dir(dir.path().display().to_string())
+            .cluster(cluster.url.clone())
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    run(
+        &on_cluster,
+        &format!("CHECKPOINT TABLE degrees AS {DEGREES}"),
+    )
+    .await;
+    let files = data_files(dir.path());
+    assert!(!files.is_empty(), "the executors wrote no file");
+    let top = "SELECT src, n, total FROM degrees ORDER BY total DESC LIMIT 3";
+    let from_cluster = table(&on_cluster, top).await;
+    assert!(from_cluster.contains("| 99  | 2000 |"), "{from_cluster}");
+
+    // One process, the same dir: the same checkpoint, no recompute.
+    let local = Session::new(
+        CairnContext::builder()
+            .checkpoint_dir(dir.path().display().to_string())
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(table(&local, top).await, from_cluster);
+    assert_eq!(data_files(dir.path()), files);
+
+    // And back: a checkpoint one process wrote, read on the cluster.
+    run(
+        &local,
+        "CHECKPOINT TABLE small AS SELECT value AS v FROM range(0, 10)",
+    )
+    .await;
+    let sum = table(&on_cluster, "SELECT sum(v) AS s FROM small").await;
+    assert!(sum.contains("| 45 |"), "{sum}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lazy_and_chained_checkpoints_run_as_jobs_before_the_query() {
+    let cluster = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = CairnContext::builder()
+        .checkpoint_dir(dir.path().display().to_string())
+        .cluster(cluster.url.clone())
+        .build()
+        .unwrap();
+    let session = Session::new(ctx).unwrap();
+    let sql = "SELECT count(*) AS c, sum(x) AS s FROM CHECKPOINT( \
+               SELECT v * 2 AS x FROM CHECKPOINT(SELECT value AS v FROM range(0, 1000)) AS a \
+               ) AS b";
+    let answer = table(&session, sql).await;
+    assert!(answer.contains("| 1000 | 999000 |"), "{answer}");
+    // Two checkpoints, each committed once.
+    let manifests = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().join("_manifest.json").exists())
+        .count();
+    assert_eq!(manifests, 2);
+    // Run again: both are reused, nothing is written.
+    let before = data_files(dir.path());
+    assert_eq!(table(&session, sql).await, answer);
+    assert_eq!(data_files(dir.path()), before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn checkpoints_on_s3_round_trip_through_the_cluster() {
+    let Some(options) = s3() else {
+        return;
+    };
+    let bucket = std::env::var("CAIRN_TEST_S3_BUCKET").unwrap();
+    let dir = format!("s3://{bucket}/cluster-{}/", std::process::id());
+    let cluster = shared();
+    let build = |on_cluster: bool| {
+        let mut builder = CairnContext::builder()
+            .s3_options(options.clone())
+            .checkpoint_dir(dir.clone());
+        if on_cluster {
+            builder = builder.cluster(cluster.url.clone());
+        }
+        Session::new(builder.build().unwrap()).unwrap()
+    };
+    let on_cluster = build(true);
+    run(
+        &on_cluster,
+        &format!("CHECKPOINT TABLE degrees AS {DEGREES}"),
+    )
+    .await;
+    let top = "SELECT src, n FROM degrees ORDER BY src LIMIT 2";
+    let from_cluster = table(&on_cluster, top).await;
+    assert!(from_cluster.contains("| 1   | 2000 |"), "{from_cluster}");
+    assert_eq!(table(&build(false), top).await, from_cluster);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_a_cluster_cannot_do_fails_before_running_and_says_what_to_use() {
+    let cluster = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = CairnContext::builder()
+        .checkpoint_dir(dir.path().display().to_string())
+        .cluster(cluster.url.clone())
+        .build()
+        .unwrap();
+    let session = Session::new(ctx).unwrap();
+    let err = error_of(&session, "LOCAL CHECKPOINT TABLE t AS SELECT 1 AS x").await;
+    assert!(err.contains("reliable checkpoint"), "{err}");
+    let err = error_of(&session, "SET cairn.reuse_subplans = on").await;
+    assert!(err.contains("on a cluster"), "{err}");
+    let err = error_of(&session, "CREATE TABLE m AS SELECT 1 AS x").await;
+    assert!(err.contains("CHECKPOINT TABLE m AS"), "{err}");
+    // Nothing was written, and the session still works.
+    assert!(data_files(dir.path()).is_empty());
+    let one = table(&session, "SELECT 1 + 1 AS two").await;
+    assert!(one.contains("| 2   |"), "{one}");
+    // A scan of no column (DataFusion's codec drops its projection; see SeriesTable).
+    let counted = table(&session, "SELECT count(*) AS n FROM range(0, 10)").await;
+    assert!(counted.contains("| 10 |"), "{counted}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scheduler_that_is_not_there_is_an_error_within_seconds() {
+    let port = free_port();
+    let ctx = CairnContext::builder()
+        .checkpoint_dir("memory://cluster-unreachable")
+        .cluster(format!("df://127.0.0.1:{port}"))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let err = match ctx.sql("SELECT 1 AS x").await {
+        Ok(df) => df.collect().await.unwrap_err().to_string(),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.contains("cannot reach the Cairn scheduler") && err.contains(&port.to_string()),
+        "{err}"
+    );
+}
+
+/// Files and staging files under the id dirs of `dir`, as `id/name`.
+fn everything_written(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().filter_map(|e| e.ok()) {
+        let path = entry.path();
+        let id = entry.file_name().to_string_lossy().to_string();
+        if !path.is_dir() || id.starts_with('_') {
+            continue;
+        }
+        for file in std::fs::read_dir(&path).unwrap().filter_map(|e| e.ok()) {
+            found.push(format!("{id}/{}", file.file_name().to_string_lossy()));
+        }
+    }
+    found.sort();
+    found
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_executor_killed_while_it_writes_costs_a_task_run_not_the_checkpoint() {
+    // A cluster of its own: one executor, a second added once the first writes.
+    let mut cluster = Cluster::start(1);
+    let scheduler_port: u16 = cluster.url.rsplit(':').next().unwrap().parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::new(
+        CairnContext::builder()
+            .checkpoint_dir(dir.path().display().to_string())
+            .cluster(cluster.url.clone())
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let rows = 5_000_000u64;
+    let statement =
+        format!("CHECKPOINT TABLE big AS SELECT value AS v, value * 2 AS w FROM range(0, {rows})");
+    let writer = tokio::spawn(async move {
+        let outcome = session.sql(&statement).await.map(|_| ());
+        (session, outcome)
+    });
+    // Kill the only executor as soon as its task has begun a file.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !everything_written(dir.path())
+        .iter()
+        .any(|f| f.contains("-part-"))
+    {
+        assert!(Instant::now() < deadline, "the task wrote nothing");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    cluster.add_executor(scheduler_port);
+    let mut killed = cluster.executors.remove(0);
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+
+    let (session, outcome) = writer.await.unwrap();
+    outcome.expect("the job answers once its task ran on the other executor");
+    let answer = table(&session, "SELECT count(*) AS n, sum(w) AS s FROM big").await;
+    assert!(
+        answer.contains(&format!("| {rows} | {} |", rows * (rows - 1))),
+        "{answer}"
+    );
+    // One manifest, listing files that are all there; the dead task's
+    // file is not among them.
+    let ids: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("_manifest.json").exists())
+        .collect();
+    assert_eq!(ids.len(), 1);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ids[0].path().join("_manifest.json")).unwrap())
+            .unwrap();
+    let listed: Vec<String> = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .collect();
+    for file in &listed {
+        assert!(
+            ids[0].path().join(file).exists(),
+            "{file} is listed, not there"
+        );
+    }
+    let id = ids[0].file_name().to_string_lossy().to_string();
+    let strays: Vec<String> = everything_written(dir.path())
+        .into_iter()
+        .filter(|f| f.contains("-part-") && !listed.iter().any(|l| *f == format!("{id}/{l}")))
+        .collect();
+    assert!(!strays.is_empty(), "the dead task's file is gone already");
+    // VACUUM removes what no manifest lists, once the grace is over.
+    run(&session, "SET cairn.checkpoint_orphan_grace = '0'").await;
+    let vacuumed = table(&session, "VACUUM CHECKPOINTS").await;
+    assert!(
+        vacuumed.contains(&format!("| {} ", strays.len())),
+        "{vacuumed}"
+    );
+    for stray in &strays {
+        assert!(!dir.path().join(stray).exists(), "{stray} stayed");
+    }
+    let again = table(&session, "SELECT count(*) AS n, sum(w) AS s FROM big").await;
+    assert_eq!(again, answer);
+}
