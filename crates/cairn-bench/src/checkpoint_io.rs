@@ -9,7 +9,7 @@ use std::str::FromStr;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use cairn_core::{CairnContext, CheckpointExt, WriteOptions};
+use cairn_core::{CheckpointExt, WriteOptions};
 use datafusion::config::TableParquetOptions;
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::parquet::basic::Compression;
@@ -56,7 +56,7 @@ async fn cairn_write_read(
     codec: Compression,
     dir: &Path,
 ) -> Result<(Written, f64, u64)> {
-    let ctx = CairnContext::builder()
+    let ctx = crate::settings::builder()
         .checkpoint_dir(dir.display().to_string())
         .write_options(WriteOptions {
             compression: codec,

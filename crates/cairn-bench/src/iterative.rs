@@ -218,20 +218,21 @@ pub async fn run_cairn(
     every: usize,
     checkpoint_dir: &Path,
 ) -> Result<LoopRun> {
-    let ctx = CairnContext::builder()
+    let ctx = crate::settings::builder()
         .checkpoint_dir(checkpoint_dir.display().to_string())
         .build()?;
     crate::settings::apply(&ctx).await?;
     let n = graph.nodes;
     // Every engine holds the edges in memory before the loop.
-    let edges = ctx
-        .read_parquet(
+    let edges = hold(
+        &ctx,
+        ctx.read_parquet(
             graph.path.display().to_string(),
             ParquetReadOptions::default(),
         )
-        .await?
-        .local_checkpoint()
-        .await?;
+        .await?,
+    )
+    .await?;
     let mut looped = Looped {
         cut: Cut::new(mode, every)?,
         seconds: Vec::with_capacity(k),
@@ -287,12 +288,14 @@ pub async fn run_cairn(
                     col("src").alias("s"),
                     (lit(1.0) / cast(col("deg"), DataType::Float64)).alias("w"),
                 ])?;
-            let links = edges
-                .clone()
-                .join(degrees, JoinType::Inner, &["src"], &["s"], None)?
-                .select(vec![col("src"), col("dst"), col("w")])?
-                .local_checkpoint()
-                .await?;
+            let links = hold(
+                &ctx,
+                edges
+                    .clone()
+                    .join(degrees, JoinType::Inner, &["src"], &["s"], None)?
+                    .select(vec![col("src"), col("dst"), col("w")])?,
+            )
+            .await?;
             let ranks = ctx
                 .sql(&format!(
                     "SELECT value AS v, CAST(1.0 AS DOUBLE) / {n} AS r FROM range(0, {n})"
@@ -386,18 +389,24 @@ pub async fn run_cairn_sql(
         every == 1,
         "--form sql checkpoints every iteration (--every 1)"
     );
-    let ctx = CairnContext::builder()
+    let ctx = crate::settings::builder()
         .checkpoint_dir(checkpoint_dir.display().to_string())
         .build()?;
     crate::settings::apply(&ctx).await?;
     let session = Session::new(ctx)?;
     let n = graph.nodes;
     let path = graph.path.display().to_string().replace('\'', "''");
-    // Every engine holds the edges in memory before the loop.
+    // Every engine holds the edges in memory before the loop (on a
+    // cluster, where no memory is shared, in the checkpoint dir).
+    let held = if session.context().on_cluster() {
+        ""
+    } else {
+        "LOCAL "
+    };
     session
         .sql(&format!(
             "CREATE EXTERNAL TABLE edges_file STORED AS PARQUET LOCATION '{path}'; \
-             LOCAL CHECKPOINT TABLE edges AS SELECT * FROM edges_file"
+             {held}CHECKPOINT TABLE edges AS SELECT * FROM edges_file"
         ))
         .await?;
     let (start, answer_sql) = match algorithm {
@@ -741,4 +750,15 @@ fn check(suite: &mut Suite, engine: &str, against: &str, result: Result<(), Stri
         ok: result.is_ok(),
         detail: result.err().unwrap_or_default(),
     });
+}
+
+/// Holds `df` before a loop, as every engine holds its input: in this
+/// process's memory, or, on a cluster, where no process's memory is
+/// shared, as a reliable checkpoint.
+async fn hold(ctx: &CairnContext, df: DataFrame) -> Result<DataFrame> {
+    Ok(if ctx.on_cluster() {
+        df.checkpoint().await?
+    } else {
+        df.local_checkpoint().await?
+    })
 }

@@ -38,6 +38,10 @@ struct Common {
     /// A setting for every Cairn session, e.g. cairn.reuse_subplans=off (repeatable)
     #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
     settings: Vec<String>,
+    /// Run Cairn's sessions on the Cairn cluster at this scheduler
+    /// (df://host:port); peers and plain DataFusion stay in this machine's processes
+    #[arg(long, global = true, value_name = "URL")]
+    cluster: Option<String>,
     /// Also write a Markdown report with SVG charts to this dir
     #[arg(long, global = true)]
     report: Option<PathBuf>,
@@ -135,7 +139,11 @@ struct SeedArgs {
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
-    match run(cli).await {
+    let outcome = match cli.common.cluster.clone() {
+        Some(url) => cairn_bench::settings::on_cluster(url, run(cli)).await,
+        None => run(cli).await,
+    };
+    match outcome {
         Ok(true) => {}
         Ok(false) => std::process::exit(1),
         Err(e) => {

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Result;
-use cairn_core::{CairnContext, CheckpointExt};
+use cairn_core::CheckpointExt;
 use datafusion::dataframe::DataFrame;
 use datafusion::functions_aggregate::expr_fn::{count, sum};
 use datafusion::prelude::{col, lit};
@@ -37,7 +37,7 @@ async fn sum_count(df: &DataFrame) -> Result<(i64, i64)> {
 
 /// One run on Cairn: each step's seconds and the answer after the checkpoint.
 pub async fn run_cairn(checkpoint_dir: &Path) -> Result<(Vec<f64>, (i64, i64))> {
-    let ctx = CairnContext::builder()
+    let ctx = crate::settings::builder()
         .checkpoint_dir(checkpoint_dir.display().to_string())
         .build()?;
     crate::settings::apply(&ctx).await?;

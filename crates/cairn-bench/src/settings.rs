@@ -5,9 +5,30 @@
 use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
-use cairn_core::CairnContext;
+use cairn_core::{CairnContext, CairnContextBuilder};
 
 static SETTINGS: OnceLock<Vec<(String, String)>> = OnceLock::new();
+
+tokio::task_local! {
+    /// The cluster `--cluster` names, for the suites run inside [`on_cluster`].
+    static CLUSTER: String;
+}
+
+/// Runs `suites` with every Cairn session they start on the cluster whose
+/// scheduler `url` names (`--cluster df://host:port`).
+pub async fn on_cluster<F: Future>(url: String, suites: F) -> F::Output {
+    CLUSTER.scope(url, suites).await
+}
+
+/// The builder every suite starts its Cairn sessions from: on the cluster
+/// of [`on_cluster`] when inside one.
+pub fn builder() -> CairnContextBuilder {
+    let builder = CairnContext::builder();
+    match CLUSTER.try_with(String::clone) {
+        Ok(url) => builder.cluster(url),
+        Err(_) => builder,
+    }
+}
 
 /// Keeps `pairs` (each `key=value`) for the sessions to come.
 pub fn set_all(pairs: &[String]) -> Result<()> {

@@ -7,7 +7,6 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use cairn_core::CairnContext;
 use cairn_sql::Session;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use serde_json::json;
@@ -146,7 +145,7 @@ fn run_peer(peer: &mut Peer, sql: &str) -> Result<(f64, Rows)> {
 /// A Cairn session over the TPC-H tables of `data` (checkpoints, which
 /// TPC-H does not take, would go to `checkpoint_dir`).
 pub async fn cairn_session(data: &TpchData, checkpoint_dir: &Path) -> Result<Session> {
-    let ctx = CairnContext::builder()
+    let ctx = crate::settings::builder()
         .checkpoint_dir(checkpoint_dir.display().to_string())
         .build()?;
     crate::settings::apply(&ctx).await?;

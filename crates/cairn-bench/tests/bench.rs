@@ -276,3 +276,58 @@ async fn seed_and_report() {
             .unwrap();
     assert_eq!(json["suites"].as_array().unwrap().len(), 3);
 }
+
+/// The cluster `.ci/run` starts (`CAIRN_TEST_CLUSTER`); required when
+/// `CAIRN_REQUIRE_CLUSTER=1`, as in CI.
+fn test_cluster() -> Option<String> {
+    let found = std::env::var("CAIRN_TEST_CLUSTER").ok();
+    assert!(
+        found.is_some() || std::env::var_os("CAIRN_REQUIRE_CLUSTER").is_none(),
+        "CAIRN_REQUIRE_CLUSTER is set but CAIRN_TEST_CLUSTER is not"
+    );
+    if found.is_none() {
+        eprintln!("skipped: no cluster (tests/cluster/start.sh starts one)");
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tpch_and_label_propagation_on_the_cluster_give_the_right_answers() {
+    let Some(url) = test_cluster() else {
+        return;
+    };
+    let tpch_options = tpch::TpchOptions {
+        sf: 0.01,
+        iterations: 1,
+        queries: (1..=22).collect(),
+        peers: vec![],
+    };
+    let suite =
+        cairn_bench::settings::on_cluster(url.clone(), tpch::run(data_dir(), &tpch_options))
+            .await
+            .unwrap();
+    assert_answers_right(&suite);
+    let committed = suite
+        .checks
+        .iter()
+        .filter(|c| c.engine == "cairn" && c.against == "committed SF0.01 answers")
+        .count();
+    assert_eq!(committed, 22, "{:?}", suite.notes);
+
+    // Label propagation, K = 8, a checkpoint every iteration, against the reference.
+    let options = IterativeOptions {
+        algorithms: vec![Algorithm::LabelPropagation],
+        iterations: 8,
+        ..iterative_options(Mode::Checkpoint, Form::Dataframe)
+    };
+    let suites = cairn_bench::settings::on_cluster(url, iterative::run(data_dir(), &options))
+        .await
+        .unwrap();
+    assert_eq!(suites.len(), 1);
+    assert_answers_right(&suites[0]);
+    assert_eq!(
+        suites[0].checks.len(),
+        1,
+        "Cairn is checked against the reference"
+    );
+}
