@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cairn_core::datafusion::arrow::util::pretty::pretty_format_batches;
-use cairn_core::{CairnContext, S3Options, Secret};
+use cairn_core::{CairnContext, CheckpointExt, S3Options, Secret};
 use cairn_sql::Session;
 
 /// Processes of a cluster, killed when dropped.
@@ -315,6 +315,10 @@ async fn a_scheduler_that_is_not_there_is_an_error_within_seconds() {
         err.contains("cannot reach the Cairn scheduler") && err.contains(&port.to_string()),
         "{err}"
     );
+    // An eager checkpoint says the same before it writes anything.
+    let df = ctx.sql("SELECT 1 AS x").await.unwrap();
+    let err = df.checkpoint().await.unwrap_err().to_string();
+    assert!(err.contains("cannot reach the Cairn scheduler"), "{err}");
 }
 
 /// Files and staging files under the id dirs of `dir`, as `id/name`.

@@ -95,6 +95,7 @@ impl ClusterPlanner {
         if task.kind == CheckpointKind::Local {
             return Err(local_on_cluster());
         }
+        self.check_reachable().await?;
         let started = Instant::now();
         let store = &task.store;
         let id = &task.fingerprint.id;
