@@ -32,6 +32,25 @@ fn assert_answers_right(suite: &Suite) {
     );
 }
 
+/// The TPC-H SF 0.01 run of all 22 queries, with `peers`.
+fn tpch_options(peers: Vec<String>) -> tpch::TpchOptions {
+    tpch::TpchOptions {
+        sf: 0.01,
+        iterations: 1,
+        queries: (1..=22).collect(),
+        peers,
+    }
+}
+
+/// How many of Cairn's answers were checked against the committed ones.
+fn checked_against_committed(suite: &Suite) -> usize {
+    suite
+        .checks
+        .iter()
+        .filter(|c| c.engine == "cairn" && c.against == "committed SF0.01 answers")
+        .count()
+}
+
 fn duckdb_available() -> bool {
     let required = std::env::var("CAIRN_REQUIRE_DUCKDB").is_ok_and(|v| v == "1");
     let found = std::process::Command::new(cairn_bench::peers::python())
@@ -59,21 +78,13 @@ async fn tpch_at_sf_0_01_gives_the_committed_answers() {
     } else {
         vec![]
     };
-    let options = tpch::TpchOptions {
-        sf: 0.01,
-        iterations: 1,
-        queries: (1..=22).collect(),
-        peers: peers.clone(),
-    };
-    let suite = tpch::run(data_dir(), &options).await.unwrap();
+    let suite = tpch::run(data_dir(), &tpch_options(peers.clone()))
+        .await
+        .unwrap();
     assert_answers_right(&suite);
-    let committed = suite
-        .checks
-        .iter()
-        .filter(|c| c.engine == "cairn" && c.against == "committed SF0.01 answers")
-        .count();
     assert_eq!(
-        committed, 22,
+        checked_against_committed(&suite),
+        22,
         "every query is checked against its committed answer"
     );
     // Plain DataFusion ran every query too and agreed with Cairn.
@@ -296,23 +307,12 @@ async fn tpch_and_label_propagation_on_the_cluster_give_the_right_answers() {
     let Some(url) = test_cluster() else {
         return;
     };
-    let tpch_options = tpch::TpchOptions {
-        sf: 0.01,
-        iterations: 1,
-        queries: (1..=22).collect(),
-        peers: vec![],
-    };
-    let suite =
-        cairn_bench::settings::on_cluster(url.clone(), tpch::run(data_dir(), &tpch_options))
-            .await
-            .unwrap();
+    let options = tpch_options(vec![]);
+    let suite = cairn_bench::settings::on_cluster(url.clone(), tpch::run(data_dir(), &options))
+        .await
+        .unwrap();
     assert_answers_right(&suite);
-    let committed = suite
-        .checks
-        .iter()
-        .filter(|c| c.engine == "cairn" && c.against == "committed SF0.01 answers")
-        .count();
-    assert_eq!(committed, 22, "{:?}", suite.notes);
+    assert_eq!(checked_against_committed(&suite), 22, "{:?}", suite.notes);
 
     // Label propagation, K = 8, a checkpoint every iteration, against the reference.
     let options = IterativeOptions {

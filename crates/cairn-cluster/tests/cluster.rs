@@ -139,6 +139,16 @@ async fn table(session: &Session, sql: &str) -> String {
         .to_string()
 }
 
+/// A session with checkpoints in the local dir `dir`, on the cluster at
+/// `cluster` or, with `None`, in this process.
+fn session_in(dir: &std::path::Path, cluster: Option<&str>) -> Session {
+    let mut builder = CairnContext::builder().checkpoint_dir(dir.display().to_string());
+    if let Some(url) = cluster {
+        builder = builder.cluster(url);
+    }
+    Session::new(builder.build().unwrap()).unwrap()
+}
+
 async fn error_of(session: &Session, sql: &str) -> String {
     session.sql(sql).await.unwrap_err().to_string()
 }
@@ -172,14 +182,7 @@ const DEGREES: &str = "SELECT value % 100 AS src, count(*) AS n, sum(value) AS t
 async fn a_checkpoint_written_by_executors_is_read_by_a_local_session_and_back() {
     let cluster = shared();
     let dir = tempfile::tempdir().unwrap();
-    let on_cluster = Session::new(
-        CairnContext::builder()
-            .checkpoint_dir(dir.path().display().to_string())
-            .cluster(cluster.url.clone())
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
+    let on_cluster = session_in(dir.path(), Some(&cluster.url));
     run(
         &on_cluster,
         &format!("CHECKPOINT TABLE degrees AS {DEGREES}"),
@@ -192,13 +195,7 @@ async fn a_checkpoint_written_by_executors_is_read_by_a_local_session_and_back()
     assert!(from_cluster.contains("| 99  | 2000 |"), "{from_cluster}");
 
     // One process, the same dir: the same checkpoint, no recompute.
-    let local = Session::new(
-        CairnContext::builder()
-            .checkpoint_dir(dir.path().display().to_string())
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
+    let local = session_in(dir.path(), None);
     assert_eq!(table(&local, top).await, from_cluster);
     assert_eq!(data_files(dir.path()), files);
 
@@ -216,12 +213,7 @@ async fn a_checkpoint_written_by_executors_is_read_by_a_local_session_and_back()
 async fn lazy_and_chained_checkpoints_run_as_jobs_before_the_query() {
     let cluster = shared();
     let dir = tempfile::tempdir().unwrap();
-    let ctx = CairnContext::builder()
-        .checkpoint_dir(dir.path().display().to_string())
-        .cluster(cluster.url.clone())
-        .build()
-        .unwrap();
-    let session = Session::new(ctx).unwrap();
+    let session = session_in(dir.path(), Some(&cluster.url));
     let sql = "SELECT count(*) AS c, sum(x) AS s FROM CHECKPOINT( \
                SELECT v * 2 AS x FROM CHECKPOINT(SELECT value AS v FROM range(0, 1000)) AS a \
                ) AS b";
@@ -272,12 +264,7 @@ async fn checkpoints_on_s3_round_trip_through_the_cluster() {
 async fn what_a_cluster_cannot_do_fails_before_running_and_says_what_to_use() {
     let cluster = shared();
     let dir = tempfile::tempdir().unwrap();
-    let ctx = CairnContext::builder()
-        .checkpoint_dir(dir.path().display().to_string())
-        .cluster(cluster.url.clone())
-        .build()
-        .unwrap();
-    let session = Session::new(ctx).unwrap();
+    let session = session_in(dir.path(), Some(&cluster.url));
     let err = error_of(&session, "LOCAL CHECKPOINT TABLE t AS SELECT 1 AS x").await;
     assert!(err.contains("reliable checkpoint"), "{err}");
     let err = error_of(&session, "SET cairn.reuse_subplans = on").await;
@@ -344,14 +331,7 @@ async fn an_executor_killed_while_it_writes_costs_a_task_run_not_the_checkpoint(
     let mut cluster = Cluster::start(1);
     let scheduler_port: u16 = cluster.url.rsplit(':').next().unwrap().parse().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let session = Session::new(
-        CairnContext::builder()
-            .checkpoint_dir(dir.path().display().to_string())
-            .cluster(cluster.url.clone())
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
+    let session = session_in(dir.path(), Some(&cluster.url));
     let rows = 5_000_000u64;
     let statement =
         format!("CHECKPOINT TABLE big AS SELECT value AS v, value * 2 AS w FROM range(0, {rows})");

@@ -27,7 +27,8 @@ use object_store::ObjectStoreExt;
 use super::held::Keeper;
 use super::task::{CheckpointTask, WriteMetrics, storable_schema};
 use super::write::{
-    check_storable, commit_written, manifest_of, write_partition, writer_properties,
+    check_storable, commit_written, manifest_of, storage_failure, write_partition,
+    writer_properties,
 };
 use crate::error::{Error, Result as CairnResult};
 use crate::store::CheckpointStore;
@@ -170,9 +171,9 @@ impl ExecutionPlan for PartitionWriteExec {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let stream = self.input.execute(partition, Arc::clone(&context))?;
+        // The client checked the columns before the job (`check_columns`).
         let schema = storable_schema(&self.input.schema());
         let props = writer_properties(&schema, self.compression);
-        check_storable(&schema, &props)?;
         let task = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
         let name = format!("{}-{task}-part-{partition:05}.parquet", self.attempt);
         let (store, id) = (Arc::clone(&self.store), self.id.clone());
@@ -184,7 +185,7 @@ impl ExecutionPlan for PartitionWriteExec {
                 &store, &id, &name, stream, &schema, props, &metrics, &keeper,
             )
             .await
-            .map_err(retryable_if_storage)?;
+            .map_err(|e| retryable_if_storage(&store, &id, e))?;
             let json = match file {
                 Some((file, _)) => Some(serde_json::to_string(&file).map_err(|e| {
                     DataFusionError::Internal(format!("cannot report a written file: {e}"))
@@ -208,14 +209,23 @@ impl ExecutionPlan for PartitionWriteExec {
     }
 }
 
-/// A failure of the storage (not of the input query) as an I/O error, which
-/// Ballista retries (it retries a task only for those): a transient S3
-/// error costs one task run, not the job.
-fn retryable_if_storage(e: Error) -> DataFusionError {
-    match e {
-        Error::DataFusion(e) => e,
-        storage => DataFusionError::IoError(std::io::Error::other(storage.to_string())),
+/// A failure of the storage (not of the input query; see
+/// `storage_failure`) as an I/O error, which Ballista retries (it retries a
+/// task only for those): a transient S3 error costs one task run, not the job.
+fn retryable_if_storage(store: &CheckpointStore, id: &str, e: Error) -> DataFusionError {
+    match storage_failure(store, id, e) {
+        failure @ Error::WriteFailed { .. } => {
+            DataFusionError::IoError(std::io::Error::other(failure.to_string()))
+        }
+        other => other.into(),
     }
+}
+
+/// Refuses, before a job runs, a column of `schema` that Parquet cannot
+/// store, as one process refuses it before it writes.
+pub fn check_columns(schema: &SchemaRef, compression: Compression) -> CairnResult<()> {
+    let schema = storable_schema(schema);
+    check_storable(&schema, &writer_properties(&schema, compression))
 }
 
 /// The files the rows of [`PartitionWriteExec`]s report.

@@ -22,7 +22,9 @@ mod write;
 pub use checkpoint::{CheckpointExec, PlanObserver, PlanObservers, PlanWatch};
 pub use codec::CairnPhysicalCodec;
 pub(crate) use codec::{checked, store_for};
-pub use distributed::{PartitionWriteExec, commit_reported, report_schema, reported_files};
+pub use distributed::{
+    PartitionWriteExec, check_columns, commit_reported, report_schema, reported_files,
+};
 pub use held::HeldScanExec;
 pub use local::{LocalCheckpoint, LocalCheckpointExec, LocalCheckpointTable};
 pub use materialized::{CheckpointRun, Materialized};

@@ -31,7 +31,8 @@ use super::remote::RemoteWriter;
 use super::write_job::CheckpointWrite;
 use crate::error::Error;
 use crate::exec::{
-    CheckpointKind, CheckpointTable, CheckpointTask, Materialized, commit_reported, reported_files,
+    CheckpointKind, CheckpointTable, CheckpointTask, Materialized, check_columns, commit_reported,
+    reported_files,
 };
 
 /// How long the client waits for the scheduler to accept a connection.
@@ -96,6 +97,7 @@ impl ClusterPlanner {
             return Err(local_on_cluster());
         }
         self.check_reachable().await?;
+        check_columns(input.schema().inner(), task.options.compression)?;
         let started = Instant::now();
         let store = &task.store;
         let id = &task.fingerprint.id;
@@ -138,7 +140,7 @@ impl ClusterPlanner {
     }
 
     /// Writes, innermost first, every checkpoint of `plan` not yet written.
-    pub async fn write_pending(&self, plan: &LogicalPlan, session: &dyn Session) -> Result<()> {
+    async fn write_pending(&self, plan: &LogicalPlan, session: &dyn Session) -> Result<()> {
         let mut nodes: Vec<CheckpointNode> = Vec::new();
         plan.apply_with_subqueries(|p| {
             if let LogicalPlan::Extension(e) = p
