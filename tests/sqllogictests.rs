@@ -32,6 +32,10 @@ use std::time::Instant;
 
 use slt::db::{CairnDb, Flavor};
 
+/// Far past the slowest file (20 s in a debug build): a file still running
+/// then has a query that stopped, and fails instead of stopping the suite.
+const FILE_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
+
 struct Args {
     filter: Option<String>,
     complete: bool,
@@ -76,7 +80,16 @@ fn main() -> ExitCode {
     let mut failures = Vec::new();
     for (file, flavor) in &files {
         let t = Instant::now();
-        let result = runtime.block_on(run_file(file, *flavor, args.complete));
+        let result = runtime.block_on(async {
+            tokio::time::timeout(FILE_LIMIT, run_file(file, *flavor, args.complete))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(format!(
+                        "did not finish within {FILE_LIMIT:?}; running:\n{}",
+                        slt::db::RUNNING.lock().unwrap()
+                    ))
+                })
+        });
         let name = display_name(file);
         match result {
             Ok(()) => println!("ok     {name} ({:.1?})", t.elapsed()),

@@ -12,6 +12,7 @@
 //! - `dirs`: bad checkpoint dirs and inputs give clear errors and lose nothing
 //! - `projections`: DataFusion 55's stacked-projection bug stays fixed
 //! - `local`: local checkpoints, in memory and spilling under a memory limit
+//! - `memory_limits`: queries under a memory limit finish (DataFusion 55's repartition deadlock)
 //! - `full_disk`: storage that fills up mid-write commits nothing and loses nothing
 //! - `integrity`: flipped bytes and truncated files are caught on read
 //! - `regressions`: wrong answers the differential test found, pinned
@@ -33,6 +34,7 @@ mod full_disk;
 mod integrity;
 mod lifecycle;
 mod local;
+mod memory_limits;
 mod plans;
 mod projections;
 mod races;

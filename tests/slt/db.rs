@@ -10,6 +10,9 @@ use sqllogictest::DBOutput;
 
 use super::normalize::{ColumnKind, column_kinds, rows_of};
 
+/// The statement running now, for a file that does not finish.
+pub static RUNNING: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
 /// Whose conventions a file follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavor {
@@ -105,6 +108,7 @@ impl sqllogictest::AsyncDB for CairnDb {
     type ColumnType = ColumnKind;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<ColumnKind>, DbError> {
+        *RUNNING.lock().unwrap() = sql.to_string();
         let output = self.run_script(sql).await;
         if self.inline {
             super::inline::check(&self.session, sql, &output)

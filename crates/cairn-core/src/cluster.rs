@@ -30,7 +30,7 @@ use datafusion_proto::protobuf::LogicalPlanNode;
 
 use crate::config::{AutoCheckpoint, CairnOptions, ReuseOptions};
 use crate::error::{Error, Result};
-use crate::exec::CairnPhysicalCodec;
+use crate::exec::{CairnPhysicalCodec, keeping_repartition_in_memory};
 use crate::plan::{
     AutoCheckpoints, CairnLogicalCodec, CairnQueryPlanner, ClusterPlanner, RemoteWrites,
     analyzer_rules, optimizer_rules,
@@ -143,9 +143,11 @@ fn server_stores(config: &SessionConfig) -> (CairnOptions, Arc<SessionStores>) {
 /// for the `s3://` data a query names, as the client's settings say.
 pub fn server_runtime(config: &SessionConfig) -> DfResult<Arc<RuntimeEnv>> {
     let (_, stores) = server_stores(config);
-    RuntimeEnvBuilder::new()
-        .with_object_store_registry(Arc::new(CairnObjectStores::new(stores)))
-        .build_arc()
+    keeping_repartition_in_memory(
+        RuntimeEnvBuilder::new()
+            .with_object_store_registry(Arc::new(CairnObjectStores::new(stores)))
+            .build_arc()?,
+    )
 }
 
 /// The scheduler's session for one query: Cairn's planner and rules over

@@ -26,7 +26,10 @@ use crate::config::{
     AutoCheckpoint, CairnOptions, ReuseOptions, S3Options, WriteOptions, default_checkpoint_dir,
 };
 use crate::error::{Error, Result};
-use crate::exec::{CheckpointKind, CheckpointTable, Materialized, PlanObserver, PlanObservers};
+use crate::exec::{
+    CheckpointKind, CheckpointTable, Materialized, PlanObserver, PlanObservers,
+    keeping_repartition_in_memory,
+};
 use crate::plan::{
     AutoCheckpoints, CairnQueryPlanner, CairnView, RemoteWrites, analyzer_rules, optimizer_rules,
     scan_plan,
@@ -188,7 +191,7 @@ impl CairnContextBuilder {
         let state = SessionStateBuilder::new()
             .with_default_features()
             .with_config(config)
-            .with_runtime_env(runtime.build_arc()?)
+            .with_runtime_env(keeping_repartition_in_memory(runtime.build_arc()?)?)
             .with_query_planner(Arc::new(CairnQueryPlanner::default()))
             .with_analyzer_rules(analyzer_rules(Arc::clone(&auto)))
             .with_optimizer_rules(optimizer_rules())
@@ -333,9 +336,14 @@ impl CairnContext {
 
     /// DataFusion's `execute_logical_plan`, with `SET` and `RESET` of
     /// `cairn.*` going through [`set_option`](Self::set_option), so that a
-    /// checkpoint dir is checked before it is used.
+    /// checkpoint dir is checked before it is used, and a memory pool that
+    /// `SET datafusion.runtime.*` makes anew wrapped as the first one was.
     pub async fn execute_logical_plan(&self, plan: LogicalPlan) -> Result<DataFrame> {
         let cairn_key = |variable: &str| variable.strip_prefix("cairn.").map(str::to_string);
+        let sets_a_variable = matches!(
+            plan,
+            LogicalPlan::Statement(Statement::SetVariable(_) | Statement::ResetVariable(_))
+        );
         match &plan {
             LogicalPlan::Statement(Statement::SetVariable(set)) => {
                 if let Some(key) = cairn_key(&set.variable) {
@@ -364,7 +372,25 @@ impl CairnContext {
             }
             _ => {}
         }
-        Ok(self.ctx.execute_logical_plan(plan).await?)
+        let done = self.ctx.execute_logical_plan(plan).await?;
+        if sets_a_variable {
+            self.keep_repartition_in_memory()?;
+        }
+        Ok(done)
+    }
+
+    /// Wraps the session's memory pool in [`KeepRepartitionInMemory`] if a
+    /// runtime setting replaced it.
+    fn keep_repartition_in_memory(&self) -> Result<()> {
+        let state = self.ctx.state_ref();
+        let mut state = state.write();
+        let runtime = keeping_repartition_in_memory(Arc::clone(state.runtime_env()))?;
+        if !Arc::ptr_eq(&runtime, state.runtime_env()) {
+            *state = SessionStateBuilder::from(state.clone())
+                .with_runtime_env(runtime)
+                .build();
+        }
+        Ok(())
     }
 
     /// `CREATE VIEW`, as DataFusion does it, but as a [`CairnView`]: a view

@@ -12,6 +12,7 @@ mod distributed;
 mod held;
 mod local;
 mod materialized;
+mod memory;
 mod scan;
 mod shared;
 mod source;
@@ -28,6 +29,7 @@ pub use distributed::{
 pub use held::HeldScanExec;
 pub use local::{LocalCheckpoint, LocalCheckpointExec, LocalCheckpointTable};
 pub use materialized::{CheckpointRun, Materialized};
+pub use memory::{KeepRepartitionInMemory, keeping_repartition_in_memory};
 pub use scan::CheckpointTable;
 pub use shared::{SharedPlansExec, SharedScanExec};
 pub use source::{CheckpointRef, CheckpointSource};
