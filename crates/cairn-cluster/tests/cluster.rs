@@ -4,11 +4,24 @@
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
+use ballista_executor::executor_process::start_executor_process;
+use cairn_cluster::executor::ExecutorArgs;
+use cairn_core::cluster::server_config;
 use cairn_core::datafusion::arrow::util::pretty::pretty_format_batches;
+use cairn_core::object_store::{
+    self, CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, path::Path as ObjectPath,
+};
+use cairn_core::store::{CheckpointStore, SessionStores};
 use cairn_core::{CairnContext, CheckpointExt, S3Options, Secret};
 use cairn_sql::Session;
+use clap::Parser;
+use futures::stream::BoxStream;
 
 /// Processes of a cluster, killed when dropped.
 struct Cluster {
@@ -401,4 +414,220 @@ async fn an_executor_killed_while_it_writes_costs_a_task_run_not_the_checkpoint(
     }
     let again = table(&session, "SELECT count(*) AS n, sum(w) AS s FROM big").await;
     assert_eq!(again, answer);
+}
+
+/// A data file of a checkpoint the executors wrote, damaged on disk: the
+/// executor that reads it stops the query with an error naming the damage,
+/// and under `cairn.checkpoint_on_corrupt = 'recompute'` the checkpoint is
+/// rebuilt on the cluster from the lineage in its manifest.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_checkpoint_is_caught_on_the_cluster_and_recomputed_when_asked() {
+    let cluster = shared();
+    let (dir, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let source = data.path().join("src.parquet");
+    // A file source: its plan is recorded in the manifest and can be rebuilt.
+    run(
+        &session_in(data.path(), None),
+        &format!(
+            "COPY (SELECT value AS x FROM range(0, 200000)) TO '{}' STORED AS PARQUET",
+            source.display()
+        ),
+    )
+    .await;
+    let session = || session_in(dir.path(), Some(&cluster.url));
+    run(
+        &session(),
+        &format!(
+            "CREATE EXTERNAL TABLE src STORED AS PARQUET LOCATION '{}';
+             CHECKPOINT TABLE t AS SELECT x, x * 7 AS y FROM src",
+            source.display()
+        ),
+    )
+    .await;
+    let id_dir = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.path().join("_manifest.json").exists())
+        .unwrap()
+        .path();
+    let file = std::fs::read_dir(&id_dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&file, bytes).unwrap();
+
+    let sum = "SELECT sum(x) AS s, count(*) AS n FROM t";
+    let damaged = session();
+    let err = error_of(&damaged, sum).await;
+    assert!(err.contains("checksum mismatch"), "{err}");
+    let name = file.file_name().unwrap().to_string_lossy().to_string();
+    assert!(err.contains(&name), "{err}");
+
+    run(&damaged, "SET cairn.checkpoint_on_corrupt = 'recompute'").await;
+    let out = damaged.sql(sum).await.unwrap();
+    let answer = pretty_format_batches(&out[0].batches).unwrap().to_string();
+    assert!(answer.contains("| 19999900000 | 200000 |"), "{answer}");
+    // Fixed for every session, on the cluster or not.
+    assert_eq!(table(&session(), sum).await, answer);
+    assert_eq!(table(&session_in(dir.path(), None), sum).await, answer);
+}
+
+/// A checkpoint dir whose first write of a task's file fails, as a flaky
+/// connection to S3 would.
+#[derive(Debug)]
+struct FailsFirstWrite {
+    inner: Arc<dyn ObjectStore>,
+    failed: AtomicUsize,
+}
+
+impl FailsFirstWrite {
+    fn check(&self, location: &ObjectPath) -> object_store::Result<()> {
+        let task_file = location.as_ref().contains("-part-");
+        if task_file && self.failed.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Err(object_store::Error::Generic {
+                store: "flaky",
+                source: "connection reset by peer".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for FailsFirstWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FailsFirstWrite({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FailsFirstWrite {
+    async fn put_opts(
+        &self,
+        location: &ObjectPath,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        self.check(location)?;
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &ObjectPath,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.check(location)?;
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &ObjectPath,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<ObjectPath>>,
+    ) -> BoxStream<'static, object_store::Result<ObjectPath>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &ObjectPath,
+        to: &ObjectPath,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// A storage error while a task writes its file costs that task a run, as
+/// an I/O error does (the only kind Ballista retries), not the checkpoint:
+/// an executor of this process writes through a store whose first write of
+/// a task's file fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transient_storage_error_in_a_write_task_is_retried() {
+    let cluster = Cluster::start(0);
+    let scheduler_port = cluster.url.rsplit(':').next().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let real = CheckpointStore::open(&dir.path().display().to_string()).unwrap();
+    let flaky = Arc::new(FailsFirstWrite {
+        inner: Arc::clone(real.object_store()),
+        failed: AtomicUsize::new(0),
+    });
+    let stores = Arc::new(SessionStores::new(
+        CheckpointStore::on_object_store(real.url(), Arc::clone(&flaky) as _),
+        S3Options::default(),
+    ));
+    let (flight, grpc) = (free_port().to_string(), free_port().to_string());
+    let args = ExecutorArgs::parse_from([
+        "cairn-executor",
+        "--bind-host",
+        "127.0.0.1",
+        "--external-host",
+        "127.0.0.1",
+        "--scheduler-host",
+        "127.0.0.1",
+        "--scheduler-port",
+        &scheduler_port,
+        "--bind-port",
+        &flight,
+        "--bind-grpc-port",
+        &grpc,
+        "--concurrent-tasks",
+        "2",
+    ]);
+    let mut config = args.config().unwrap();
+    config.override_config_producer = Some(Arc::new(move || {
+        server_config().with_extension(Arc::clone(&stores))
+    }));
+    let executor = tokio::spawn(start_executor_process(Arc::new(config)));
+    wait_for_port(flight.parse().unwrap());
+
+    let session = session_in(dir.path(), Some(&cluster.url));
+    run(
+        &session,
+        "CHECKPOINT TABLE t AS SELECT value AS v FROM range(0, 100000)",
+    )
+    .await;
+    // The job answered although its first write failed: that task ran again.
+    assert!(
+        flaky.failed.load(Ordering::SeqCst) >= 2,
+        "the executor did not write through the failing store"
+    );
+    let answer = table(&session, "SELECT count(*) AS n, sum(v) AS s FROM t").await;
+    assert!(answer.contains("| 100000 | 4999950000 |"), "{answer}");
+    // Read in one process too: the manifest lists files that are all there.
+    assert_eq!(
+        table(
+            &session_in(dir.path(), None),
+            "SELECT count(*) AS n, sum(v) AS s FROM t"
+        )
+        .await,
+        answer
+    );
+    executor.abort();
 }

@@ -171,14 +171,20 @@ pub fn damaged_checkpoint(error: &(dyn std::error::Error + 'static)) -> Option<S
         }
         next = e.source();
     }
-    // The Parquet reader keeps only the text of an error met while it
-    // fetches a footer: the id is read from the text `Corrupt` displays.
+    // Only text is left of an error the Parquet reader met while it fetched a
+    // footer (what `Corrupt` displays), or of a task that failed on a Ballista
+    // executor (the error's `Debug` form): the id is read from the text.
     let text = error.to_string();
-    text.match_indices("checkpoint ").find_map(|(at, word)| {
-        let after = &text[at + word.len()..];
-        let id: String = after.chars().take_while(char::is_ascii_hexdigit).collect();
-        (id.len() == 32 && after[id.len()..].starts_with(" is corrupt")).then_some(id)
-    })
+    let id_between = |before: &str, after: &str| {
+        text.match_indices(before).find_map(|(at, word)| {
+            let rest = &text[at + word.len()..];
+            let id: String = rest.chars().take_while(char::is_ascii_hexdigit).collect();
+            (id.len() == 32 && rest[id.len()..].starts_with(after)).then_some(id)
+        })
+    };
+    id_between("checkpoint ", " is corrupt")
+        .or_else(|| id_between("Corrupt { id: \"", "\""))
+        .or_else(|| id_between("BadManifest { id: \"", "\""))
 }
 
 impl From<Error> for DataFusionError {
@@ -221,6 +227,17 @@ mod tests {
             )),
         ));
         assert_eq!(damaged_checkpoint(&text).as_deref(), Some(id));
+        // A task that failed on a cluster: Ballista reports the Debug form.
+        let remote = Error::Corrupt {
+            id: id.into(),
+            file: "f".into(),
+            problem: "checksum mismatch".into(),
+        };
+        let job = DataFusionError::Execution(format!(
+            "Job 1 failed: Task failed due to runtime execution error: {:?}",
+            DataFusionError::External(Box::new(remote))
+        ));
+        assert_eq!(damaged_checkpoint(&job).as_deref(), Some(id));
         let other = Error::Name("nope".into());
         assert_eq!(damaged_checkpoint(&other), None);
     }
