@@ -583,12 +583,36 @@ fn the_first_session_works_on_a_cluster_or_says_what_to_use() {
     );
     assert!(done.status.success(), "{}", stderr(&done));
     assert!(stdout(&done).contains("degrees"), "{}", stdout(&done));
-    // A new process, no recompute; and one that is not on the cluster.
+    // A new process reuses the checkpoints (writes no file); and so does
+    // one that is not on the cluster.
+    let written = checkpoint_files(dir.path());
+    let manifests = written.iter().filter(|f| f.ends_with("/_manifest.json"));
+    assert_eq!(manifests.count(), 2, "{written:?}");
     let max = on_cluster("SELECT max(n) AS m FROM degrees");
     assert_eq!(stdout(&max), "m\n100\n", "{}", stderr(&max));
+    assert_eq!(checkpoint_files(dir.path()), written);
     let local = cairn(
         dir.path(),
         &["--format", "csv", "-c", "SELECT max(n) AS m FROM degrees"],
     );
     assert_eq!(stdout(&local), "m\n100\n", "{}", stderr(&local));
+    assert_eq!(checkpoint_files(dir.path()), written);
+}
+
+/// The manifests and data files under the checkpoint dirs of `dir`.
+fn checkpoint_files(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for id in std::fs::read_dir(dir).unwrap().filter_map(|e| e.ok()) {
+        if !id.path().is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(id.path()).unwrap().filter_map(|e| e.ok()) {
+            let name = file.file_name().to_string_lossy().to_string();
+            if name.ends_with(".parquet") || name == "_manifest.json" {
+                found.push(format!("{}/{name}", id.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found.sort();
+    found
 }

@@ -271,6 +271,12 @@ async fn checkpoints_on_s3_round_trip_through_the_cluster() {
     let from_cluster = table(&on_cluster, top).await;
     assert!(from_cluster.contains("| 1   | 2000 |"), "{from_cluster}");
     assert_eq!(table(&build(false), top).await, from_cluster);
+    // The catalog works as in one process: listed, then dropped for all.
+    let listed = table(&on_cluster, "SHOW CHECKPOINTS").await;
+    assert!(listed.contains("degrees"), "{listed}");
+    run(&on_cluster, "DROP CHECKPOINT degrees").await;
+    let err = error_of(&build(false), top).await;
+    assert!(err.contains("degrees"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
