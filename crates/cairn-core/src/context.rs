@@ -652,7 +652,7 @@ impl CairnContext {
                 Err(e) => Error::from(e),
             };
             if !self.repair(&error, &mut repaired).await? {
-                return Err(error);
+                return Err(crate::error::from_cluster_task(error));
             }
         }
     }

@@ -187,6 +187,64 @@ pub fn damaged_checkpoint(error: &(dyn std::error::Error + 'static)) -> Option<S
         .or_else(|| id_between("BadManifest { id: \"", "\""))
 }
 
+/// `error` as Cairn's own error when it is one that failed a task on a
+/// Ballista executor: Ballista hands the client only the text of the task
+/// error's `Debug` form (`Job .. failed: .. Corrupt { id: "..", file: "..",
+/// problem: ".." } ..`), which is read back here so that the message reads
+/// as it does in one process. Any other error is returned as it is.
+pub fn from_cluster_task(error: Error) -> Error {
+    let text = error.to_string();
+    if !text.contains("Task failed") {
+        return error;
+    }
+    let fields = |kind: &str| -> Option<[String; 3]> {
+        let at = text.find(&format!("{kind} {{ id: "))? + kind.len() + " { id: ".len();
+        let (id, rest) = debug_string(&text[at..])?;
+        let (file, rest) = debug_string(rest.strip_prefix(", file: ")?)?;
+        let (problem, _) = debug_string(rest.strip_prefix(", problem: ")?)?;
+        Some([id, file, problem])
+    };
+    if let Some([id, file, problem]) = fields("Corrupt") {
+        return Error::Corrupt { id, file, problem };
+    }
+    if let Some([id, file, problem]) = fields("BadManifest") {
+        return Error::BadManifest { id, file, problem };
+    }
+    error
+}
+
+/// The string a Rust `Debug`-formatted string literal at the start of
+/// `text` holds, and the text after it.
+fn debug_string(text: &str) -> Option<(String, &str)> {
+    let mut chars = text.strip_prefix('"')?.char_indices();
+    let mut out = String::new();
+    while let Some((at, c)) = chars.next() {
+        match c {
+            '"' => return Some((out, &text[at + 2..])),
+            '\\' => match chars.next()?.1 {
+                'n' => out.push('\n'),
+                'r' => out.push('\r'),
+                't' => out.push('\t'),
+                '0' => out.push('\0'),
+                'u' => {
+                    let mut hex = String::new();
+                    for (_, h) in chars.by_ref() {
+                        match h {
+                            '{' => {}
+                            '}' => break,
+                            h => hex.push(h),
+                        }
+                    }
+                    out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+                }
+                other => out.push(other),
+            },
+            c => out.push(c),
+        }
+    }
+    None
+}
+
 impl From<Error> for DataFusionError {
     fn from(e: Error) -> Self {
         match e {
@@ -238,7 +296,22 @@ mod tests {
             DataFusionError::External(Box::new(remote))
         ));
         assert_eq!(damaged_checkpoint(&job).as_deref(), Some(id));
+        // And its message reads as in one process.
+        let read = from_cluster_task(Error::DataFusion(job));
+        assert_eq!(
+            read.to_string(),
+            format!("checkpoint {id} is corrupt: file 'f': checksum mismatch")
+        );
         let other = Error::Name("nope".into());
         assert_eq!(damaged_checkpoint(&other), None);
+    }
+
+    #[test]
+    fn debug_strings_are_read_back_with_their_escapes() {
+        let original = "a \"quoted\" path\\x\n\u{7f} é";
+        let text = format!("{original:?}, rest");
+        assert_eq!(debug_string(&text), Some((original.to_string(), ", rest")));
+        assert_eq!(debug_string("no quote"), None);
+        assert_eq!(debug_string("\"unterminated"), None);
     }
 }

@@ -49,7 +49,7 @@ pub use config::{
 };
 pub use context::{CairnContext, CairnContextBuilder};
 pub use dataframe::CheckpointExt;
-pub use error::{Error, Result, damaged_checkpoint};
+pub use error::{Error, Result, damaged_checkpoint, from_cluster_task};
 pub use exec::{CairnPhysicalCodec, CheckpointKind, PlanObserver, PlanWatch};
 pub use periodic::PeriodicCheckpointer;
 pub use plan::CairnLogicalCodec;

@@ -101,7 +101,7 @@ impl Session {
         loop {
             match self.run_once(statement).await {
                 Err(e) if self.repair(&e, &mut repaired).await? => continue,
-                result => return result,
+                result => return result.map_err(cairn_core::from_cluster_task),
             }
         }
     }
