@@ -450,18 +450,10 @@ async fn a_damaged_checkpoint_is_caught_on_the_cluster_and_recomputed_when_asked
         ),
     )
     .await;
-    let id_dir = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .find(|e| e.path().join("_manifest.json").exists())
-        .unwrap()
-        .path();
-    let file = std::fs::read_dir(&id_dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "parquet"))
-        .unwrap();
+    let written = everything_written(dir.path());
+    let file = dir
+        .path()
+        .join(written.iter().find(|f| f.ends_with(".parquet")).unwrap());
     let mut bytes = std::fs::read(&file).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x40;
