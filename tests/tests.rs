@@ -11,6 +11,7 @@
 //! - `differential`: random queries agree with DuckDB and with themselves under CHECKPOINT
 //! - `dirs`: bad checkpoint dirs and inputs give clear errors and lose nothing
 //! - `projections`: DataFusion 55's stacked-projection bug stays fixed
+//! - `join_filters`: a hash join's build-side filter drops probe rows at the scan
 //! - `local`: local checkpoints, in memory and spilling under a memory limit
 //! - `memory_limits`: queries under a memory limit finish (DataFusion 55's repartition deadlock)
 //! - `full_disk`: storage that fills up mid-write commits nothing and loses nothing
@@ -32,6 +33,7 @@ mod differential;
 mod dirs;
 mod full_disk;
 mod integrity;
+mod join_filters;
 mod lifecycle;
 mod local;
 mod memory_limits;

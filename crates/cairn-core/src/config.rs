@@ -216,6 +216,9 @@ pub struct CairnOptions {
     pub s3: S3Options,
     /// Checkpoints Cairn places itself.
     pub reuse: ReuseOptions,
+    /// The filters hash joins derive from their build side also drop the
+    /// probe side's rows where it is scanned, not just its row groups.
+    pub join_filters_on_rows: bool,
 }
 
 /// One `cairn.<key>`: its doc, its default, and how it is read and set.
@@ -347,6 +350,17 @@ const SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        key: "join_filters_on_rows",
+        doc: "'on': the filter a hash join derives from its build side drops the probe side's rows as they are scanned (not only row groups)",
+        default: "on",
+        secret: false,
+        get: |o| on_off(o.join_filters_on_rows),
+        set: |o, v| {
+            o.join_filters_on_rows = parse_on_off(v)?;
+            Ok(())
+        },
+    },
+    Setting {
         key: "s3.endpoint",
         doc: "an S3-compatible server, e.g. 'http://127.0.0.1:9000' (default: AWS_ENDPOINT or AWS)",
         default: "",
@@ -428,6 +442,7 @@ impl Default for CairnOptions {
             on_corrupt: OnCorrupt::default(),
             s3: S3Options::default(),
             reuse: ReuseOptions::default(),
+            join_filters_on_rows: true,
         };
         for s in SETTINGS {
             (s.set)(&mut options, s.default).expect("every default is a valid value");

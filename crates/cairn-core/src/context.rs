@@ -31,8 +31,8 @@ use crate::exec::{
     keeping_repartition_in_memory,
 };
 use crate::plan::{
-    AutoCheckpoints, CairnQueryPlanner, CairnView, RemoteWrites, analyzer_rules, optimizer_rules,
-    scan_plan,
+    AutoCheckpoints, CairnQueryPlanner, CairnView, JoinFiltersOnRows, RemoteWrites, analyzer_rules,
+    optimizer_rules, scan_plan,
 };
 use crate::store::lifecycle::VacuumReport;
 use crate::store::manifest::Lineage;
@@ -195,6 +195,7 @@ impl CairnContextBuilder {
             .with_query_planner(Arc::new(CairnQueryPlanner::default()))
             .with_analyzer_rules(analyzer_rules(Arc::clone(&auto)))
             .with_optimizer_rules(optimizer_rules())
+            .with_physical_optimizer_rule(Arc::new(JoinFiltersOnRows))
             .build();
         let state = match &scheduler {
             Some(address) => state.upgrade_for_ballista(address.clone())?,

@@ -10,6 +10,7 @@ mod checkpoint;
 mod codec;
 mod distributed;
 mod held;
+mod join_filter;
 mod local;
 mod materialized;
 mod memory;
@@ -27,6 +28,7 @@ pub use distributed::{
     PartitionWriteExec, check_columns, commit_reported, report_schema, reported_files,
 };
 pub use held::HeldScanExec;
+pub use join_filter::JoinFilterExec;
 pub use local::{LocalCheckpoint, LocalCheckpointExec, LocalCheckpointTable};
 pub use materialized::{CheckpointRun, Materialized};
 pub use memory::{KeepRepartitionInMemory, keeping_repartition_in_memory};
