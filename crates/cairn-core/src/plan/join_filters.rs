@@ -21,7 +21,8 @@
 //! build side only gains nothing and loses the test's time (TPC-H Q03, Q05
 //! and Q08 ran 10-25% longer when every scan was filtered). And each
 //! `JoinFilterExec` stops testing a partition's rows once the filter keeps
-//! most of them (Q09's is built on all of orders and keeps every row).
+//! more than a tenth of them (Q09's is built on all of orders and keeps
+//! every row; Q08's keeps 30% of lineitem at SF 10 and cost 4.4 s there).
 //!
 //! The filter starts as `true` and is replaced once the build side is
 //! complete, which is before the join reads its probe side: rows are never
