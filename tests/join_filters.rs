@@ -6,13 +6,15 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use cairn::CairnContext;
+use cairn::arrow::util::pretty::pretty_format_batches;
 use cairn::datafusion::datasource::source::DataSourceExec;
 use cairn::datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use cairn::datafusion::physical_plan::{ExecutionPlan, collect};
 use cairn::datafusion::prelude::SessionContext;
 use cairn::exec::JoinFilterExec;
 
-use crate::common::{cells, memory_ctx, rows};
+use crate::common::memory_ctx;
 
 /// 100,000 facts whose keys are a permutation of 0..100,000 (so every page
 /// of the file spans all keys and no statistics can skip any), and three
@@ -51,12 +53,30 @@ const ANSWER: &str = "+-------+---+-------+\n\
      | 99998 | 1 | 4     |\n\
      +-------+---+-------+";
 
-/// Runs the query and returns its plan, with the metrics of the run.
-async fn run(ctx: &SessionContext) -> Arc<dyn ExecutionPlan> {
-    let df = ctx.sql(PER_WANTED_KEY).await.unwrap();
-    assert_eq!(rows(df.clone()).await, ANSWER);
-    let plan = df.clone().create_physical_plan().await.unwrap();
-    collect(Arc::clone(&plan), ctx.task_ctx()).await.unwrap();
+/// A Cairn session over the tables, after `settings` (`SET` statements).
+async fn session(dir: &Path, settings: &[&str]) -> CairnContext {
+    let ctx = memory_ctx();
+    for sql in settings {
+        ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    }
+    tables(&ctx, dir).await;
+    ctx
+}
+
+/// Runs `sql` once: its rows as a table, and its plan with the metrics
+/// of that run.
+async fn run(ctx: &SessionContext, sql: &str) -> (String, Arc<dyn ExecutionPlan>) {
+    let df = ctx.sql(sql).await.unwrap();
+    let plan = df.create_physical_plan().await.unwrap();
+    let batches = collect(Arc::clone(&plan), ctx.task_ctx()).await.unwrap();
+    let table = pretty_format_batches(&batches).unwrap().to_string();
+    (table, plan)
+}
+
+/// [`run`] of the Q17-shaped query, its answer checked.
+async fn run_per_wanted_key(ctx: &SessionContext) -> Arc<dyn ExecutionPlan> {
+    let (table, plan) = run(ctx, PER_WANTED_KEY).await;
+    assert_eq!(table, ANSWER);
     plan
 }
 
@@ -108,9 +128,8 @@ fn visit(node: &Arc<dyn ExecutionPlan>, f: &mut impl FnMut(&Arc<dyn ExecutionPla
 #[tokio::test]
 async fn a_join_filter_drops_probe_rows_before_the_aggregate_below_the_join() {
     let dir = tempfile::tempdir().unwrap();
-    let ctx = memory_ctx();
-    tables(&ctx, dir.path()).await;
-    let plan = run(&ctx).await;
+    let ctx = session(dir.path(), &[]).await;
+    let plan = run_per_wanted_key(&ctx).await;
     let filters = join_filters_above_scans(&plan);
     assert_eq!(filters.len(), 1, "{plan:?}");
     assert_eq!(metric(&filters[0], "rows_tested"), 100_000);
@@ -122,18 +141,21 @@ async fn a_join_filter_drops_probe_rows_before_the_aggregate_below_the_join() {
 #[tokio::test]
 async fn a_join_filter_that_keeps_most_rows_stops_testing_them() {
     let dir = tempfile::tempdir().unwrap();
-    let ctx = memory_ctx();
-    tables(&ctx, dir.path()).await;
-    let df = ctx
-        .sql(
-            "SELECT count(*), sum(a.n) FROM most w \
-             JOIN (SELECT k, count(*) AS n FROM fact GROUP BY k) a ON a.k = w.k",
-        )
-        .await
-        .unwrap();
-    assert_eq!(cells(df.clone()).await, [["90000", "90000"]]);
-    let plan = df.create_physical_plan().await.unwrap();
-    collect(Arc::clone(&plan), ctx.task_ctx()).await.unwrap();
+    let ctx = session(dir.path(), &[]).await;
+    let (table, plan) = run(
+        &ctx,
+        "SELECT count(*) AS pairs, sum(a.n) AS facts FROM most w \
+         JOIN (SELECT k, count(*) AS n FROM fact GROUP BY k) a ON a.k = w.k",
+    )
+    .await;
+    assert_eq!(
+        table,
+        "+-------+-------+\n\
+         | pairs | facts |\n\
+         +-------+-------+\n\
+         | 90000 | 90000 |\n\
+         +-------+-------+"
+    );
     let filters = join_filters_above_scans(&plan);
     assert_eq!(filters.len(), 1, "{plan:?}");
     assert!(metric(&filters[0], "partitions_stopped_testing") >= 1);
@@ -146,15 +168,8 @@ async fn a_join_filter_that_keeps_most_rows_stops_testing_them() {
 #[tokio::test]
 async fn turned_off_every_fact_is_aggregated_and_the_answer_is_the_same() {
     let dir = tempfile::tempdir().unwrap();
-    let ctx = memory_ctx();
-    tables(&ctx, dir.path()).await;
-    ctx.sql("SET cairn.join_filters_on_rows = off")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let plan = run(&ctx).await;
+    let ctx = session(dir.path(), &["SET cairn.join_filters_on_rows = off"]).await;
+    let plan = run_per_wanted_key(&ctx).await;
     assert!(join_filters_above_scans(&plan).is_empty());
     assert_eq!(aggregated_rows(&plan), 100_000);
 }
@@ -162,15 +177,12 @@ async fn turned_off_every_fact_is_aggregated_and_the_answer_is_the_same() {
 #[tokio::test]
 async fn with_parquet_pushdown_on_the_scan_filters_its_rows_itself() {
     let dir = tempfile::tempdir().unwrap();
-    let ctx = memory_ctx();
-    tables(&ctx, dir.path()).await;
-    ctx.sql("SET datafusion.execution.parquet.pushdown_filters = true")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let plan = run(&ctx).await;
+    let ctx = session(
+        dir.path(),
+        &["SET datafusion.execution.parquet.pushdown_filters = true"],
+    )
+    .await;
+    let plan = run_per_wanted_key(&ctx).await;
     assert!(join_filters_above_scans(&plan).is_empty());
     assert_eq!(aggregated_rows(&plan), 3);
 }
@@ -185,7 +197,7 @@ async fn known_difference_datafusion_aggregates_every_row_the_join_filter_exclud
         cairn::datafusion::prelude::SessionConfig::new().with_target_partitions(2),
     );
     tables(&ctx, dir.path()).await;
-    let plan = run(&ctx).await;
+    let plan = run_per_wanted_key(&ctx).await;
     assert!(join_filters_above_scans(&plan).is_empty());
     assert_eq!(aggregated_rows(&plan), 100_000);
 }

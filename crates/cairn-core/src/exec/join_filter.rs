@@ -119,7 +119,6 @@ impl ExecutionPlan for JoinFilterExec {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         Ok(Box::pin(JoinFilterStream {
-            schema: self.schema(),
             input: self.input.execute(partition, context)?,
             predicate: Arc::clone(&self.predicate),
             unknown_generation: self.unknown_generation,
@@ -147,7 +146,6 @@ impl ExecutionPlan for JoinFilterExec {
 }
 
 struct JoinFilterStream {
-    schema: SchemaRef,
     input: SendableRecordBatchStream,
     predicate: Arc<dyn PhysicalExpr>,
     unknown_generation: u64,
@@ -205,6 +203,6 @@ impl Stream for JoinFilterStream {
 
 impl RecordBatchStream for JoinFilterStream {
     fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
+        self.input.schema()
     }
 }
