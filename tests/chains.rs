@@ -418,6 +418,8 @@ async fn a_long_replace_loop_keeps_manifests_flat_and_stays_rebuildable() {
     // Only the last link has data; damage it and rebuild from the records.
     let answer = (0..1000u64).sum::<u64>() + 1000 * (links as u64 - 1);
     let id = id_of(session.context().checkpoints().await.unwrap());
+    // Superseded links are removed in the background.
+    session.context().wait_for_background().await.unwrap();
     let data: Vec<_> = std::fs::read_dir(&ckpt)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

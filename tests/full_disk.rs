@@ -73,6 +73,17 @@ impl SmallDisk {
         }
     }
 
+    /// Bytes of the Parquet files stored.
+    fn data_bytes(&self) -> u64 {
+        let usage = self.usage.lock().unwrap();
+        usage
+            .stored
+            .iter()
+            .filter(|(path, _)| path.ends_with(".parquet"))
+            .map(|(_, bytes)| bytes)
+            .sum()
+    }
+
     /// Every object in the store.
     async fn objects(&self) -> Vec<String> {
         let mut all: Vec<String> = self
@@ -271,4 +282,53 @@ async fn a_full_disk_in_sql_leaves_named_checkpoints_as_they_were() {
         .unwrap()
         .to_string();
     assert!(n.contains("| 100 |"), "{n}");
+}
+
+/// With `cairn.checkpoint_commit = 'async'` the statement returns once the
+/// files are written; a commit that then fails (here the disk fills up
+/// exactly at the manifest) fails a later statement of the session, once,
+/// with the usual advice, and leaves nothing half-committed.
+#[tokio::test]
+async fn a_background_commit_that_fails_fails_the_next_statement_and_leaves_nothing() {
+    // The same checkpoint on a roomy disk tells the size of its data files.
+    let roomy = Arc::new(SmallDisk::new(64 * 1024 * 1024));
+    ctx_on(&roomy)
+        .sql(SMALL)
+        .await
+        .unwrap()
+        .checkpoint()
+        .await
+        .unwrap();
+    let data = roomy.data_bytes();
+    assert!(data > 0);
+
+    // Room for the data files, not for the manifest after them.
+    let disk = Arc::new(SmallDisk::new(data + 100));
+    let ctx = ctx_on(&disk);
+    ctx.sql("SET cairn.checkpoint_commit = 'async'")
+        .await
+        .unwrap();
+    let df = ctx.sql(SMALL).await.unwrap().checkpoint().await.unwrap();
+    // This process reads what it wrote while the commit runs or fails.
+    let total = cells(df.aggregate(vec![], vec![sum(col("a"))]).unwrap()).await;
+    assert_eq!(total, vec![vec!["499500".to_string()]]);
+
+    // A later statement fails with the commit's error, once.
+    let mut failure = None;
+    for _ in 0..500 {
+        match ctx.sql("SELECT 40 + 2").await.unwrap().collect().await {
+            Err(e) => {
+                failure = Some(e.to_string());
+                break;
+            }
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+        }
+    }
+    let err = failure.expect("the failed commit failed no statement");
+    assert!(err.contains("was not committed"), "{err}");
+    assert!(err.contains("no space left on device"), "{err}");
+    assert!(err.contains("memory://small-disk"), "{err}");
+    assert_eq!(disk.objects().await, Vec::<String>::new(), "half-committed");
+    assert_eq!(scalar(ctx.sql("SELECT 40 + 2").await.unwrap()).await, "42");
+    ctx.wait_for_background().await.unwrap();
 }

@@ -207,6 +207,15 @@ impl Cut {
             Mode::Local => df,
         })
     }
+
+    /// Waits for what the loop left running in the background (removals
+    /// of old checkpoints; commits with `cairn.checkpoint_commit=async`):
+    /// the loop is done when its checkpoints are.
+    async fn finish(&mut self, ctx: &CairnContext) -> Result<()> {
+        self.periodic.finish().await?;
+        ctx.wait_for_background().await?;
+        Ok(())
+    }
 }
 
 /// Runs `algorithm` for `k` iterations on Cairn, checkpoints in `checkpoint_dir`.
@@ -269,7 +278,7 @@ pub async fn run_cairn(
                         .alias("l"),
                     ])
             };
-            let labels = looped.run(labels, k, step).await?;
+            let labels = looped.run(&ctx, labels, k, step).await?;
             let totals = labels
                 .alias("f")?
                 .aggregate(vec![], vec![count_distinct(col("f.l")), sum(col("f.l"))])?
@@ -328,7 +337,7 @@ pub async fn run_cairn(
                     (lit(base) + lit(DAMPING) * coalesce(vec![col("t.c"), lit(0.0)])).alias("r"),
                 ])
             };
-            let ranks = looped.run(ranks, k, step).await?;
+            let ranks = looped.run(&ctx, ranks, k, step).await?;
             let batches = ranks
                 .alias("f")?
                 .sort_by(vec![col("f.v")])?
@@ -469,6 +478,8 @@ pub async fn run_cairn_sql(
         .pop()
         .map(|o| o.batches)
         .unwrap_or_default();
+    // Done when its checkpoints are (commits may run in the background).
+    session.context().wait_for_background().await?;
     if let Some(last) = seconds.last_mut() {
         *last += started.elapsed().as_secs_f64();
     }
@@ -509,6 +520,7 @@ impl Looped {
     /// says and followed by an action (`count`), as in the peers' loops.
     async fn run(
         &mut self,
+        ctx: &CairnContext,
         mut state: DataFrame,
         k: usize,
         step: impl Fn(DataFrame) -> datafusion::error::Result<DataFrame>,
@@ -519,6 +531,11 @@ impl Looped {
             state.clone().count().await?;
             self.seconds.push(start.elapsed().as_secs_f64());
             self.plan_nodes.push(plan_nodes(state.logical_plan()));
+        }
+        let start = Instant::now();
+        self.cut.finish(ctx).await?;
+        if let Some(last) = self.seconds.last_mut() {
+            *last += start.elapsed().as_secs_f64();
         }
         Ok(state)
     }

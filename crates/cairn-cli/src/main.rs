@@ -113,6 +113,20 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         n => Some(n.parse().context("--maxrows takes a number or all")?),
     };
     let ctx = builder.build()?;
+    let code = run_with(&args, ctx.clone(), max_rows).await?;
+    // Checkpoints superseded by the last statements may still be going.
+    if let Err(e) = ctx.wait_for_background().await {
+        eprintln!("Error: {e}");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(code)
+}
+
+async fn run_with(
+    args: &Args,
+    ctx: CairnContext,
+    max_rows: Option<usize>,
+) -> anyhow::Result<ExitCode> {
     let options = PrintOptions {
         format: args.format,
         max_rows,

@@ -109,6 +109,46 @@ pub struct WriteOptions {
     /// their files, which stay the durable copy. Nothing is kept under a
     /// memory limit: kept batches cannot yet be given back on demand.
     pub write_through: u64,
+    /// When a reliable checkpoint commits: before its statement returns,
+    /// or after, in the background.
+    pub commit: CommitMode,
+}
+
+/// When a reliable checkpoint commits (`cairn.checkpoint_commit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CommitMode {
+    /// The statement returns once the checkpoint is committed.
+    #[default]
+    Sync,
+    /// The statement returns once the files are written; they are made
+    /// durable and committed while the next statement runs. A crash loses
+    /// the checkpoints not yet committed; a failed commit fails the
+    /// session's next statement.
+    Async,
+}
+
+impl fmt::Display for CommitMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CommitMode::Sync => "sync",
+            CommitMode::Async => "async",
+        })
+    }
+}
+
+impl FromStr for CommitMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "sync" => Ok(CommitMode::Sync),
+            "async" => Ok(CommitMode::Async),
+            other => Err(format!(
+                "'{other}' is not a commit mode; use 'sync' (the statement returns once \
+                 committed) or 'async' (it commits in the background)"
+            )),
+        }
+    }
 }
 
 impl Default for WriteOptions {
@@ -118,6 +158,7 @@ impl Default for WriteOptions {
         Self {
             compression: Compression::LZ4_RAW,
             write_through: 1 << 30,
+            commit: CommitMode::Sync,
         }
     }
 }
@@ -275,6 +316,17 @@ const SETTINGS: &[Setting] = &[
                 "off" | "0" => 0,
                 _ => parse_size(v)? as u64,
             };
+            Ok(())
+        },
+    },
+    Setting {
+        key: "checkpoint_commit",
+        doc: "'sync': a reliable checkpoint's statement returns once it is committed; 'async': once its files are written, committing in the background (a crash loses what was not committed; a failed commit fails the next statement)",
+        default: "sync",
+        secret: false,
+        get: |o| o.write.commit.to_string(),
+        set: |o, v| {
+            o.write.commit = v.parse()?;
             Ok(())
         },
     },

@@ -568,6 +568,20 @@ impl CairnContext {
             .await
     }
 
+    /// Waits for the work this session runs in the background: commits
+    /// (`cairn.checkpoint_commit = 'async'`) and removals of the versions
+    /// `CHECKPOINT OR REPLACE` and `REFRESH CHECKPOINT` superseded. The first
+    /// that failed is the error (a failure also fails the next statement).
+    /// Call it before the process ends: a commit still running then is lost,
+    /// as in a crash (the `cairn` shell calls it when it exits).
+    pub async fn wait_for_background(&self) -> Result<()> {
+        self.stores.commits_done().await;
+        if let Some(failed) = self.stores.commit_failure() {
+            return Err(failed);
+        }
+        self.schema.removals_done().await
+    }
+
     /// Every named checkpoint: those bound in the checkpoint dir and the
     /// local and lazy ones of this session, by name; then the reliable
     /// checkpoints Cairn placed itself in this session (`auto`, no name).

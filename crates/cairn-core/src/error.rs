@@ -1,6 +1,8 @@
 //! Errors of the engine. Every message says what failed, on which object, and
 //! what to do about it.
 
+use std::sync::Arc;
+
 use datafusion::error::DataFusionError;
 
 /// The result type of this crate.
@@ -70,6 +72,40 @@ pub enum Error {
         /// What failed.
         #[source]
         source: Box<Error>,
+    },
+
+    /// A checkpoint whose commit ran in the background
+    /// (`cairn.checkpoint_commit = 'async'`) was not committed.
+    #[error(
+        "checkpoint {id} was not committed to '{dir}' (cairn.checkpoint_commit = 'async' \
+         commits after the statement returns): {source}; nothing of it was kept, other \
+         checkpoints are as they were; free space or choose another dir and run the \
+         statement that made it again"
+    )]
+    CommitFailed {
+        /// The checkpoint's id.
+        id: String,
+        /// The dir, as a URL.
+        dir: String,
+        /// What failed.
+        #[source]
+        source: Arc<Error>,
+    },
+
+    /// A checkpoint nothing needs any more (superseded by a newer version)
+    /// could not be removed in the background.
+    #[error(
+        "could not remove superseded checkpoint {id} from '{dir}': {source}; nothing that \
+         reads it was touched; VACUUM CHECKPOINTS removes it later"
+    )]
+    RemoveFailed {
+        /// The checkpoint's id.
+        id: String,
+        /// The dir, as a URL.
+        dir: String,
+        /// What failed.
+        #[source]
+        source: Arc<Error>,
     },
 
     /// A committed checkpoint does not match what its manifest promises.
@@ -257,7 +293,6 @@ impl From<Error> for DataFusionError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     #[test]
     fn damage_is_found_deep_in_an_error_chain() {

@@ -44,8 +44,8 @@ pub mod store;
 
 pub use catalog::{ChainLink, CheckpointInfo, LazyCheckpointTable, Materialize, TableKind};
 pub use config::{
-    AutoCheckpoint, CairnOptions, Lifetimes, OnCorrupt, ReuseOptions, S3Options, Secret,
-    WriteOptions, compression_name, default_checkpoint_dir, parse_size,
+    AutoCheckpoint, CairnOptions, CommitMode, Lifetimes, OnCorrupt, ReuseOptions, S3Options,
+    Secret, WriteOptions, compression_name, default_checkpoint_dir, parse_size,
 };
 pub use context::{CairnContext, CairnContextBuilder};
 pub use dataframe::CheckpointExt;

@@ -21,6 +21,7 @@ pub use self::named::{CheckpointInfo, Materialize, TableKind};
 use crate::error::{Error, Result};
 use crate::exec::{CheckpointTable, Materialized};
 pub use crate::plan::LazyCheckpointTable;
+use crate::store::lifecycle::Removal;
 use crate::store::{CheckpointStore, SessionStores};
 
 /// The default schema plus the names bound in the current checkpoint dir.
@@ -36,6 +37,8 @@ pub(crate) struct CheckpointSchema {
     /// Versions that names of this session pointed at before they were
     /// replaced: removed once nothing reads them and no name holds them.
     superseded: Mutex<Vec<(Arc<CheckpointStore>, String)>>,
+    /// Their removals, running in the background off the statement's path.
+    removing: Mutex<Vec<Removal>>,
 }
 
 impl CheckpointSchema {
@@ -45,6 +48,7 @@ impl CheckpointSchema {
             stores,
             opened: Mutex::default(),
             superseded: Mutex::default(),
+            removing: Mutex::default(),
         }
     }
 
@@ -116,23 +120,60 @@ impl CheckpointSchema {
             .push((Arc::clone(store), id.to_string()));
     }
 
-    /// Removes the superseded versions that nothing reads and no name
-    /// holds; the others are tried again next time.
-    pub(crate) async fn sweep(&self) -> Result<()> {
+    /// Starts removing, in the background, the superseded versions that
+    /// nothing reads and no name holds; the others are tried again next
+    /// time. A removal that failed since the last sweep is its error.
+    pub(crate) fn sweep(&self) -> Result<()> {
+        let failure = self.ended_removals();
         let pending = std::mem::take(&mut *self.superseded.lock().expect("catalog poisoned"));
         let mut still_read = Vec::new();
+        let mut started = Vec::new();
         for (store, id) in pending {
             if store.readers(&id) > 0 {
                 still_read.push((store, id));
             } else {
-                store.delete_if_unused(&id).await?;
+                started.push(store.delete_if_unused_later(&id));
             }
         }
         self.superseded
             .lock()
             .expect("catalog poisoned")
             .extend(still_read);
-        Ok(())
+        self.removing
+            .lock()
+            .expect("catalog poisoned")
+            .extend(started);
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Waits for the removals this session started; the first that failed
+    /// is the error.
+    pub(crate) async fn removals_done(&self) -> Result<()> {
+        let running = std::mem::take(&mut *self.removing.lock().expect("catalog poisoned"));
+        let mut failure = None;
+        for removal in running {
+            if let Err(e) = removal.wait().await {
+                failure.get_or_insert(e);
+            }
+        }
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Forgets the removals that ended; the first that failed is returned.
+    fn ended_removals(&self) -> Option<Error> {
+        let mut failure = None;
+        self.removing
+            .lock()
+            .expect("catalog poisoned")
+            .retain(|r| match r.outcome() {
+                None => true,
+                Some(Ok(_)) => false,
+                Some(Err(e)) => {
+                    failure.get_or_insert(e);
+                    false
+                }
+            });
+        failure
     }
 
     /// The names of this session's tables and views and of the dir's

@@ -219,7 +219,7 @@ impl CheckpointSchema {
                 drop((node, state));
                 match written {
                     Materialized::Reliable(t) => {
-                        store.bind_name(name, t.id()).await?;
+                        store.bind_when_committed(name, t.id()).await?;
                         session.deregister_table(name)?;
                         CheckpointInfo::reliable(name, &t)
                     }
@@ -248,7 +248,7 @@ impl CheckpointSchema {
                 self.supersede(&store, &old.id);
             }
         }
-        self.sweep().await?;
+        self.sweep()?;
         Ok(info)
     }
 
@@ -350,7 +350,7 @@ impl CheckpointSchema {
         }
         let info = CheckpointInfo::reliable(name, &fresh);
         drop(fresh);
-        self.sweep().await?;
+        self.sweep()?;
         Ok(info)
     }
 

@@ -39,7 +39,7 @@ use super::scan::CheckpointTable;
 use super::source::{CheckpointRef, CheckpointSource, ScanPayload};
 use super::task::{CheckpointKind, CheckpointTask};
 use super::wire;
-use crate::config::{CairnOptions, WriteOptions, compression_name};
+use crate::config::{CairnOptions, CommitMode, WriteOptions, compression_name};
 use crate::store::manifest::{Fingerprint, FingerprintInfo, Lineage, Manifest};
 use crate::store::{CheckpointStore, SessionStores};
 
@@ -169,8 +169,10 @@ fn decode_task(
         name: payload.name,
         options: WriteOptions {
             compression,
-            // Another process reads what this one wrote from its files.
+            // Another process reads what this one wrote from its files,
+            // once this process committed them: it may end right after.
             write_through: 0,
+            commit: CommitMode::Sync,
         },
         replace_damaged: payload.replace_damaged,
     };

@@ -182,7 +182,7 @@ impl ExecutionPlan for PartitionWriteExec {
             // Nothing is kept: the process that reads it is another one.
             let keeper = Keeper::new(context.memory_pool(), 0);
             let file = write_partition(
-                &store, &id, &name, stream, &schema, props, &metrics, &keeper,
+                &store, &id, &name, stream, &schema, props, &metrics, &keeper, true,
             )
             .await
             .map_err(|e| retryable_if_storage(&store, &id, e))?;
@@ -289,6 +289,6 @@ pub async fn commit_reported(
     }
     let schema = storable_schema(schema);
     let manifest = manifest_of(task, &schema, files, Vec::new());
-    let (_, manifest) = commit_written(task, manifest, attempt, started).await?;
+    let (_, manifest) = commit_written(&task.store, manifest, attempt, started).await?;
     Ok(manifest)
 }

@@ -224,7 +224,7 @@ async fn run(
         }
     };
     if let (Some(name), Materialized::Reliable(t)) = (&task.name, &materialized) {
-        task.store.bind_name(name, t.id()).await?;
+        task.store.bind_when_committed(name, t.id()).await?;
     }
     Ok(materialized)
 }

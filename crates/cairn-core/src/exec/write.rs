@@ -19,10 +19,11 @@ use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::{
     ExecutionPlan, ExecutionPlanProperties, Partitioning, SendableRecordBatchStream,
 };
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 
 use super::held::{Held, Keeper};
 use super::task::{CheckpointTask, WriteMetrics, renamed, storable_schema};
+use crate::config::CommitMode;
 use crate::error::{Error, Result};
 use crate::store::CheckpointStore;
 use crate::store::Commit;
@@ -31,7 +32,8 @@ use crate::store::manifest::{DataFile, FORMAT_VERSION, Manifest, SchemaInfo, Sor
 /// Runs `input` once and commits its result as the checkpoint `task`
 /// describes, with the batches written when the memory pool could hold
 /// them (see [`Held`]). If another writer commits the same id first, its
-/// checkpoint is returned and ours is removed.
+/// checkpoint is returned and ours is removed. With an asynchronous commit
+/// it returns once the files are written and commits in the background.
 #[tracing::instrument(level = "info", skip_all, fields(id = %task.fingerprint.id, dir = %task.store.url()))]
 pub(crate) async fn write_checkpoint(
     task: &CheckpointTask,
@@ -55,6 +57,7 @@ pub(crate) async fn write_checkpoint(
     check_storable(&schema, &props)?;
     store.check_writable().await?;
     let keeper = Keeper::new(ctx.memory_pool(), options.write_through);
+    let sync_files = options.commit == CommitMode::Sync;
     let mut tasks = JoinSet::new();
     for (p, name) in names.iter().enumerate() {
         let stream = input.execute(p, Arc::clone(&ctx))?;
@@ -62,7 +65,7 @@ pub(crate) async fn write_checkpoint(
         let (metrics, schema, keeper) = (metrics.clone(), Arc::clone(&schema), Arc::clone(&keeper));
         tasks.spawn(async move {
             write_partition(
-                &store, &id, &name, stream, &schema, props, &metrics, &keeper,
+                &store, &id, &name, stream, &schema, props, &metrics, &keeper, sync_files,
             )
             .await
         });
@@ -92,7 +95,11 @@ pub(crate) async fn write_checkpoint(
     written.sort_by(|(a, _), (b, _)| a.path.cmp(&b.path));
     let (files, kept): (Vec<DataFile>, Vec<Vec<RecordBatch>>) = written.into_iter().unzip();
     let manifest = manifest_of(task, &schema, files, ordering);
-    let (won, manifest) = commit_written(task, manifest, &attempt, started).await?;
+    if options.commit == CommitMode::Async {
+        commit_in_background(store, manifest.clone(), attempt, started);
+        return Ok((manifest.clone(), keeper.held(&id, kept)));
+    }
+    let (won, manifest) = commit_written(store, manifest, &attempt, started).await?;
     // Another writer's files are not the batches we kept.
     let held = if won { keeper.held(&id, kept) } else { None };
     Ok((manifest, held))
@@ -121,16 +128,41 @@ pub(crate) fn manifest_of(
     }
 }
 
+/// Makes the files of `manifest` durable and commits it after the
+/// statement returned (`cairn.checkpoint_commit = 'async'`). If another
+/// writer committed the id first, this process's tables read theirs.
+fn commit_in_background(
+    store: &Arc<CheckpointStore>,
+    manifest: Manifest,
+    attempt: String,
+    started: Instant,
+) {
+    let (id, owned) = (manifest.id.clone(), Arc::clone(store));
+    let commit = async move {
+        for file in &manifest.files {
+            if let Err(e) = owned.sync_file(&manifest.id, &file.path).await {
+                owned.remove_attempt(&manifest.id, &attempt).await;
+                return Err(storage_failure(&owned, &manifest.id, e));
+            }
+        }
+        let (won, stands) = commit_written(&owned, manifest, &attempt, started).await?;
+        if !won {
+            owned.note_rebuilt(&stands);
+        }
+        Ok(())
+    };
+    store.commit_later(&id, commit.boxed());
+}
+
 /// Commits `manifest`, whose files write attempt `attempt` wrote; the
 /// attempt's files are removed if it does not commit. Returns whether ours
 /// won (else another writer's stands) and the checkpoint that stands.
 pub(crate) async fn commit_written(
-    task: &CheckpointTask,
+    store: &CheckpointStore,
     manifest: Manifest,
     attempt: &str,
     started: Instant,
 ) -> Result<(bool, Manifest)> {
-    let store = &task.store;
     let id = manifest.id.clone();
     match store.commit(&manifest, attempt).await {
         Ok(commit) => {
@@ -273,6 +305,7 @@ pub(crate) async fn write_partition(
     props: WriterProperties,
     metrics: &WriteMetrics,
     keeper: &Keeper,
+    sync: bool,
 ) -> Result<Option<(DataFile, Vec<RecordBatch>)>> {
     let mut writer = None;
     let mut rows = 0u64;
@@ -305,8 +338,10 @@ pub(crate) async fn write_partition(
         if let Some(w) = writer.as_mut() {
             w.finish().await?;
             // Each file is made durable as soon as it is whole, while the
-            // other writers still encode.
-            store.sync_file(id, name).await?;
+            // other writers still encode (unless the commit does it later).
+            if sync {
+                store.sync_file(id, name).await?;
+            }
             metrics.files.add(1);
         }
         Ok(())

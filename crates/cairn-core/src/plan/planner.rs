@@ -26,6 +26,7 @@ use super::node::CheckpointNode;
 use super::reuse::{SharedPlans, SharedScan};
 use super::write_job::CheckpointWrite;
 use crate::exec::{CheckpointExec, PartitionWriteExec, SharedPlansExec, SharedScanExec, store_for};
+use crate::store::SessionStores;
 
 /// Cairn's query planner: DataFusion's, plus the checkpoint operator.
 pub struct CairnQueryPlanner {
@@ -55,6 +56,11 @@ impl QueryPlanner for CairnQueryPlanner {
         logical_plan: &LogicalPlan,
         session: &dyn Session,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        // A checkpoint committed in the background that failed fails the
+        // session's next statement, never silently.
+        if let Some(failed) = SessionStores::of(session.config()).and_then(|s| s.commit_failure()) {
+            return Err(failed.into());
+        }
         let plan = self
             .planner
             .create_physical_plan(logical_plan, session)

@@ -54,7 +54,7 @@ impl CheckpointStore {
             return Ok(Commit::Won);
         }
         let id = &manifest.id;
-        let committed = self.read_manifest(id).await?;
+        let committed = self.read_manifest_now(id).await?;
         if let Some(m) = &committed
             && !m.files.is_empty()
             && m.files.iter().all(|f| f.path.starts_with(attempt))

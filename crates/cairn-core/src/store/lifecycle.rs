@@ -8,11 +8,12 @@
 //! table or DataFrame of this process reads is ever removed.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
+use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 
@@ -21,7 +22,7 @@ use super::manifest::MANIFEST_FILE;
 use super::names::NAMES_DIR;
 use super::records::LINEAGE_DIR;
 use crate::config::Lifetimes;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Marks a checkpoint as used: its modification time is the last use.
 const USED_FILE: &str = "_last_used";
@@ -67,7 +68,86 @@ pub struct VacuumReport {
     pub bytes: u64,
 }
 
+/// The removal of an unused checkpoint, running in the background (see
+/// [`CheckpointStore::delete_if_unused_later`]). Every clone sees the same
+/// removal.
+#[derive(Clone)]
+pub struct Removal {
+    id: String,
+    dir: String,
+    done: Shared<BoxFuture<'static, std::result::Result<bool, Arc<Error>>>>,
+}
+
+impl std::fmt::Debug for Removal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Removal")
+            .field("id", &self.id)
+            .field("finished", &self.done.peek().is_some())
+            .finish()
+    }
+}
+
+impl Removal {
+    /// How it ended (true: removed; false: something used it again), or
+    /// `None` while it runs.
+    pub fn outcome(&self) -> Option<Result<bool>> {
+        self.done.peek().map(|o| self.owned(o.clone()))
+    }
+
+    /// Waits for it to end.
+    pub async fn wait(&self) -> Result<bool> {
+        self.owned(self.done.clone().await)
+    }
+
+    fn owned(&self, outcome: std::result::Result<bool, Arc<Error>>) -> Result<bool> {
+        outcome.map_err(|source| Error::RemoveFailed {
+            id: self.id.clone(),
+            dir: self.dir.clone(),
+            source,
+        })
+    }
+}
+
 impl CheckpointStore {
+    /// Removes checkpoint `id` in the background if it is unused when the
+    /// removal runs, so that the loop or statement that superseded it goes
+    /// on at once. Until it ends, a manifest read of `id` in this process
+    /// waits for it (a checkpoint is never found and then removed under
+    /// its reader). A crash part way leaves what a crash during
+    /// [`delete_checkpoint`](Self::delete_checkpoint) leaves: no manifest,
+    /// so nothing half-removed is ever read, and `VACUUM` takes the rest.
+    pub fn delete_if_unused_later(self: &Arc<Self>, id: &str) -> Removal {
+        let (store, owned) = (Arc::clone(self), id.to_string());
+        let done = async move { store.delete_if_unused(&owned).await.map_err(Arc::new) }
+            .boxed()
+            .shared();
+        // Spawned so that it runs whether anyone waits for it or not.
+        tokio::spawn(done.clone());
+        let removal = Removal {
+            id: id.to_string(),
+            dir: self.url().to_string(),
+            done,
+        };
+        let mut removing = self.removing.lock().expect("removal registry poisoned");
+        removing.retain(|_, r| r.outcome().is_none());
+        removing.insert(id.to_string(), removal.clone());
+        removal
+    }
+
+    /// Waits for a removal of `id` this process runs in the background.
+    pub(crate) async fn removal_done(&self, id: &str) {
+        let running = self
+            .removing
+            .lock()
+            .expect("removal registry poisoned")
+            .get(id)
+            .cloned();
+        if let Some(removal) = running {
+            // Its failure is reported to whoever started it.
+            let _ = removal.wait().await;
+        }
+    }
+
     /// Registers a reader of checkpoint `id`.
     pub fn hold(&self, id: &str) -> LiveRef {
         let key = (self.url().to_string(), id.to_string());
@@ -153,6 +233,7 @@ impl CheckpointStore {
     /// Its lineage stays behind (see `records`), so that checkpoints
     /// computed from it can still be rebuilt.
     pub async fn delete_checkpoint(&self, id: &str) -> Result<u64> {
+        self.commit_done(id).await;
         self.recorded
             .lock()
             .expect("use registry poisoned")

@@ -279,6 +279,14 @@ impl CheckpointStore {
     /// files it lists are checked to exist with their recorded sizes.
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn read_manifest(&self, id: &str) -> Result<Option<Manifest>> {
+        self.removal_done(id).await;
+        self.commit_done(id).await;
+        self.read_manifest_now(id).await
+    }
+
+    /// [`read_manifest`](Self::read_manifest) without waiting for this
+    /// process's background work on `id` (the commit itself reads so).
+    pub(crate) async fn read_manifest_now(&self, id: &str) -> Result<Option<Manifest>> {
         let Some(manifest) = self.read_manifest_only(id).await? else {
             return Ok(None);
         };

@@ -12,7 +12,8 @@
 //! Each file of this folder does one job: `open` turns a dir URL into a
 //! store, `files` writes data files, `commit` makes them durable and
 //! commits the manifest, `manifest` reads it back, `integrity` checks what
-//! is read, `names` binds names, `lifecycle` decides what may be removed,
+//! is read, `pending` runs commits in the background, `names` binds
+//! names, `lifecycle` decides what may be removed,
 //! `sessions` keeps the stores a session uses, `records` keeps the lineage
 //! of removed checkpoints, and `s3` reaches S3.
 
@@ -24,6 +25,7 @@ pub mod lifecycle;
 pub mod manifest;
 pub mod names;
 mod open;
+mod pending;
 pub mod records;
 pub mod s3;
 mod sessions;
@@ -56,6 +58,13 @@ pub struct CheckpointStore {
     /// Checkpoints rebuilt in this process, by id: tables opened before
     /// know the damaged files, and read these instead.
     rebuilt: Mutex<HashMap<String, Arc<manifest::Manifest>>>,
+    /// Removals running in the background, by id: a manifest read of one
+    /// of these ids waits for it (see [`lifecycle::Removal`]).
+    removing: Mutex<HashMap<String, lifecycle::Removal>>,
+    /// Commits running in the background, by id (see [`pending`]).
+    committing: Mutex<HashMap<String, pending::Pending>>,
+    /// Background commits that failed, not yet reported to a statement.
+    failed_commits: Mutex<Vec<crate::error::Error>>,
 }
 
 /// Shows the dir only: a remote store holds credentials.
@@ -111,6 +120,9 @@ impl CheckpointStore {
             writable: tokio::sync::OnceCell::new(),
             recorded: Mutex::default(),
             rebuilt: Mutex::default(),
+            removing: Mutex::default(),
+            committing: Mutex::default(),
+            failed_commits: Mutex::default(),
         });
         let mut opened = OPENED.lock().expect("store registry poisoned");
         for stores in opened.values_mut() {

@@ -8,8 +8,10 @@
 //! A binding is one small object, replaced whole (rename on local disks, a
 //! single put elsewhere), so a reader sees the old id or the new one.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
+use futures::{FutureExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
@@ -140,6 +142,22 @@ impl CheckpointStore {
         Ok(binding)
     }
 
+    /// Binds `name` to `id` once `id`'s background commit ends (at once if
+    /// none runs); a failed commit binds nothing.
+    pub async fn bind_when_committed(self: &Arc<Self>, name: &str, id: &str) -> Result<()> {
+        validate_name(name)?;
+        if !self.committing(id) {
+            self.bind_name(name, id).await?;
+            return Ok(());
+        }
+        let (store, name, owned) = (Arc::clone(self), name.to_string(), id.to_string());
+        self.commit_later(
+            id,
+            async move { store.bind_name(&name, &owned).await.map(|_| ()) }.boxed(),
+        );
+        Ok(())
+    }
+
     /// Removes the binding of `name`; false if there was none.
     pub async fn unbind_name(&self, name: &str) -> Result<bool> {
         let path = Self::binding_path(name);
@@ -155,6 +173,8 @@ impl CheckpointStore {
 
     /// The binding of `name`, if any.
     pub async fn lookup_name(&self, name: &str) -> Result<Option<Binding>> {
+        // A background commit may bind it.
+        self.commits_done().await;
         let path = Self::binding_path(name);
         let bytes = match self.object_store().get(&path).await {
             Ok(r) => r.bytes().await?,
@@ -171,6 +191,7 @@ impl CheckpointStore {
 
     /// Every binding in the dir, by name.
     pub async fn bindings(&self) -> Result<Vec<Binding>> {
+        self.commits_done().await;
         let listed: Vec<_> = self
             .object_store()
             .list(Some(&Path::from(NAMES_DIR)))

@@ -48,8 +48,40 @@ impl SessionStores {
         self.s3.read().expect("session stores poisoned").clone()
     }
 
+    /// Every store of the session: the current one first.
+    pub(crate) fn all(&self) -> Vec<Arc<CheckpointStore>> {
+        let mut all = vec![self.current()];
+        all.extend(
+            self.opened
+                .lock()
+                .expect("session stores poisoned")
+                .values()
+                .cloned(),
+        );
+        all
+    }
+
+    /// A background commit of this session that failed, not yet reported.
+    pub(crate) fn commit_failure(&self) -> Option<crate::error::Error> {
+        self.all().iter().find_map(|s| s.commit_failure())
+    }
+
+    /// Waits for every background commit of the session's stores.
+    pub(crate) async fn commits_done(&self) {
+        for store in self.all() {
+            store.commits_done().await;
+        }
+    }
+
     /// Makes `store` the current dir and `s3` the S3 settings.
     pub(crate) fn replace(&self, store: Arc<CheckpointStore>, s3: S3Options) {
+        // The dir left keeps its background commits in view.
+        let before = self.current();
+        self.opened
+            .lock()
+            .expect("session stores poisoned")
+            .entry((before.url().to_string(), self.s3()))
+            .or_insert(before);
         *self.current.write().expect("session stores poisoned") = store;
         *self.s3.write().expect("session stores poisoned") = s3;
     }
