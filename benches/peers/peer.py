@@ -1,6 +1,6 @@
 """A peer engine for cairn-bench, driven over stdin/stdout.
 
-Usage: python3 peer.py ENGINE   (duckdb | polars | datafusion-python | spark)
+Usage: python3 peer.py ENGINE   (duckdb | polars | datafusion-python | spark | sail)
 
 One JSON object per line each way. The first line out is {"ready": true,
 "version": ...}, or {"error": ...} when the engine cannot be imported. Then
@@ -20,6 +20,7 @@ MODULES = {
     "polars": "polars_peer",
     "datafusion-python": "datafusion_peer",
     "spark": "spark_peer",
+    "sail": "sail_peer",
 }
 
 
@@ -64,7 +65,8 @@ def main():
 
 
 def module_package(engine):
-    return {"datafusion-python": "datafusion pyarrow", "spark": "pyspark"}.get(engine, engine)
+    return {"datafusion-python": "datafusion pyarrow", "spark": "pyspark",
+            "sail": "pysail==0.7.2 'pyspark[connect]>=4.0,<4.1'"}.get(engine, engine)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,9 @@ class Peer:
         self.spark.sparkContext.setLogLevel("ERROR")
         self.spark.sparkContext.setCheckpointDir(tempfile.mkdtemp(prefix="cairn-bench-spark-"))
 
+    def close(self):
+        self.spark.stop()
+
     def tpch_load(self, data):
         for t in TPCH_TABLES:
             self.spark.read.parquet(os.path.join(data, t)).createOrReplaceTempView(t)

@@ -13,8 +13,9 @@ use clap::{Args, Parser, Subcommand};
 ///
 /// Data is generated once under the data dir and reused. Peers run through
 /// Python (`CAIRN_BENCH_PYTHON`, else `CAIRN_PYTHON`, else python3) with
-/// duckdb, polars, datafusion or pyspark installed; a missing one is skipped
-/// with a note.
+/// duckdb, polars, datafusion or pyspark installed; Sail through
+/// `CAIRN_BENCH_SAIL_PYTHON`, an environment with pysail. A missing one is
+/// skipped with a note.
 #[derive(Debug, Parser)]
 #[command(name = "cairn-bench", version)]
 struct Cli {
@@ -29,7 +30,7 @@ struct Common {
     /// Where generated data and scratch files go [default: $CAIRN_BENCH_DATA or ~/.cache/cairn-bench]
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
-    /// Peers to run in the same run: duckdb, polars, datafusion-python, spark (comma-separated)
+    /// Peers to run in the same run: duckdb, polars, datafusion-python, spark, sail (comma-separated)
     #[arg(long, global = true, default_value = "")]
     compare: String,
     /// Print the results as JSON on stdout instead of tables

@@ -1,4 +1,4 @@
-//! Peer engines (DuckDB, Polars, DataFusion Python, Spark), each in a
+//! Peer engines (DuckDB, Polars, DataFusion Python, Spark, Sail), each in a
 //! long-lived Python process running `benches/peers/peer.py ENGINE`, so that
 //! their start-up is paid once and their runs interleave with Cairn's.
 //!
@@ -15,7 +15,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
 
 /// The peer engines `--compare` knows, in the order they are shown.
-pub const PEERS: [&str; 4] = ["duckdb", "polars", "datafusion-python", "spark"];
+pub const PEERS: [&str; 5] = ["duckdb", "polars", "datafusion-python", "spark", "sail"];
 
 /// Where the peer scripts are: `$CAIRN_BENCH_PEERS`, else the repo's
 /// `benches/peers`.
@@ -37,6 +37,20 @@ pub fn python() -> String {
         .unwrap_or_else(|| "python3".into())
 }
 
+/// The Python to run peer `name` with: Sail needs an environment of its
+/// own (pysail 0.7 accepts pyspark 4.0 only), `$CAIRN_BENCH_SAIL_PYTHON`;
+/// every other peer runs with [`python`].
+pub fn python_for(name: &str) -> String {
+    if name == "sail"
+        && let Some(p) = std::env::var("CAIRN_BENCH_SAIL_PYTHON")
+            .ok()
+            .filter(|p| !p.is_empty())
+    {
+        return p;
+    }
+    python()
+}
+
 /// Parses `--compare`: names from [`PEERS`], comma-separated.
 pub fn parse_compare(list: &str) -> Result<Vec<String>> {
     let mut names = Vec::new();
@@ -44,6 +58,7 @@ pub fn parse_compare(list: &str) -> Result<Vec<String>> {
         let name = match name {
             "datafusion" | "df" => "datafusion-python",
             "pyspark" => "spark",
+            "pysail" => "sail",
             other => other,
         };
         if !PEERS.contains(&name) {
@@ -74,7 +89,8 @@ impl Peer {
     /// Python), for a note in the results.
     pub fn start(name: &str) -> Result<Self> {
         let script = peers_dir().join("peer.py");
-        let mut child = Command::new(python())
+        let python = python_for(name);
+        let mut child = Command::new(&python)
             .arg(&script)
             .arg(name)
             .stdin(Stdio::piped())
@@ -83,8 +99,8 @@ impl Peer {
             .spawn()
             .with_context(|| {
                 format!(
-                    "cannot run {} {} (set CAIRN_BENCH_PYTHON to a Python with the peer engines)",
-                    python(),
+                    "cannot run {python} {} (set CAIRN_BENCH_PYTHON to a Python with the peer \
+                     engines, CAIRN_BENCH_SAIL_PYTHON for Sail)",
                     script.display()
                 )
             })?;
