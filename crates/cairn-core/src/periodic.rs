@@ -11,7 +11,7 @@ use crate::dataframe::checkpoint_dataframe;
 use crate::error::{Error, Result};
 use crate::exec::{CheckpointKind, Materialized};
 use crate::store::CheckpointStore;
-use crate::store::lifecycle::Removal;
+use crate::store::lifecycle::Removals;
 
 /// Checkpoints every `every`-th DataFrame given to [`update`](Self::update)
 /// and removes older checkpoints it wrote, keeping the last `keep`.
@@ -42,7 +42,7 @@ pub struct PeriodicCheckpointer {
     expired: Vec<(Arc<CheckpointStore>, String)>,
     /// Removals running in the background, off the loop's path (about a
     /// millisecond an iteration on a local disk, a request per file on S3).
-    removing: Vec<Removal>,
+    removing: Removals,
 }
 
 impl PeriodicCheckpointer {
@@ -60,7 +60,7 @@ impl PeriodicCheckpointer {
             updates: 0,
             kept: VecDeque::new(),
             expired: Vec::new(),
-            removing: Vec::new(),
+            removing: Removals::default(),
         })
     }
 
@@ -79,7 +79,7 @@ impl PeriodicCheckpointer {
     /// Checkpoints past `keep` are removed in the background; a removal
     /// that failed fails the next update (or [`finish`](Self::finish)).
     pub async fn update(&mut self, df: DataFrame) -> Result<DataFrame> {
-        self.report_removals()?;
+        self.removing.ended()?;
         self.updates += 1;
         if !self.updates.is_multiple_of(self.every) {
             return Ok(df);
@@ -110,13 +110,7 @@ impl PeriodicCheckpointer {
     /// failed: after it, the dir holds the kept checkpoints and those
     /// something in this process still reads.
     pub async fn finish(&mut self) -> Result<()> {
-        let mut first_failure = None;
-        for removal in std::mem::take(&mut self.removing) {
-            if let Err(e) = removal.wait().await {
-                first_failure.get_or_insert(e);
-            }
-        }
-        first_failure.map_or(Ok(()), Err)
+        self.removing.all_done().await
     }
 
     /// Starts removing expired checkpoints that nothing reads; a removal
@@ -131,19 +125,5 @@ impl PeriodicCheckpointer {
             self.removing.push(store.delete_if_unused_later(&id));
         }
         self.expired = still_read;
-    }
-
-    /// Forgets removals that ended; the first that failed is the error.
-    fn report_removals(&mut self) -> Result<()> {
-        let mut failure = None;
-        self.removing.retain(|r| match r.outcome() {
-            None => true,
-            Some(Ok(_)) => false,
-            Some(Err(e)) => {
-                failure.get_or_insert(e);
-                false
-            }
-        });
-        failure.map_or(Ok(()), Err)
     }
 }

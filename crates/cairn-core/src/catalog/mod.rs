@@ -21,7 +21,7 @@ pub use self::named::{CheckpointInfo, Materialize, TableKind};
 use crate::error::{Error, Result};
 use crate::exec::{CheckpointTable, Materialized};
 pub use crate::plan::LazyCheckpointTable;
-use crate::store::lifecycle::Removal;
+use crate::store::lifecycle::Removals;
 use crate::store::{CheckpointStore, SessionStores};
 
 /// The default schema plus the names bound in the current checkpoint dir.
@@ -38,7 +38,7 @@ pub(crate) struct CheckpointSchema {
     /// replaced: removed once nothing reads them and no name holds them.
     superseded: Mutex<Vec<(Arc<CheckpointStore>, String)>>,
     /// Their removals, running in the background off the statement's path.
-    removing: Mutex<Vec<Removal>>,
+    removing: Removals,
 }
 
 impl CheckpointSchema {
@@ -48,7 +48,7 @@ impl CheckpointSchema {
             stores,
             opened: Mutex::default(),
             superseded: Mutex::default(),
-            removing: Mutex::default(),
+            removing: Removals::default(),
         }
     }
 
@@ -124,56 +124,27 @@ impl CheckpointSchema {
     /// nothing reads and no name holds; the others are tried again next
     /// time. A removal that failed since the last sweep is its error.
     pub(crate) fn sweep(&self) -> Result<()> {
-        let failure = self.ended_removals();
+        let ended = self.removing.ended();
         let pending = std::mem::take(&mut *self.superseded.lock().expect("catalog poisoned"));
         let mut still_read = Vec::new();
-        let mut started = Vec::new();
         for (store, id) in pending {
             if store.readers(&id) > 0 {
                 still_read.push((store, id));
             } else {
-                started.push(store.delete_if_unused_later(&id));
+                self.removing.push(store.delete_if_unused_later(&id));
             }
         }
         self.superseded
             .lock()
             .expect("catalog poisoned")
             .extend(still_read);
-        self.removing
-            .lock()
-            .expect("catalog poisoned")
-            .extend(started);
-        failure.map_or(Ok(()), Err)
+        ended
     }
 
     /// Waits for the removals this session started; the first that failed
     /// is the error.
     pub(crate) async fn removals_done(&self) -> Result<()> {
-        let running = std::mem::take(&mut *self.removing.lock().expect("catalog poisoned"));
-        let mut failure = None;
-        for removal in running {
-            if let Err(e) = removal.wait().await {
-                failure.get_or_insert(e);
-            }
-        }
-        failure.map_or(Ok(()), Err)
-    }
-
-    /// Forgets the removals that ended; the first that failed is returned.
-    fn ended_removals(&self) -> Option<Error> {
-        let mut failure = None;
-        self.removing
-            .lock()
-            .expect("catalog poisoned")
-            .retain(|r| match r.outcome() {
-                None => true,
-                Some(Ok(_)) => false,
-                Some(Err(e)) => {
-                    failure.get_or_insert(e);
-                    false
-                }
-            });
-        failure
+        self.removing.all_done().await
     }
 
     /// The names of this session's tables and views and of the dir's

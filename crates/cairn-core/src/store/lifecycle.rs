@@ -108,6 +108,47 @@ impl Removal {
     }
 }
 
+/// The removals one owner (a loop, a session's catalog) started: their
+/// failures are its errors, reported once.
+#[derive(Debug, Default)]
+pub struct Removals(Mutex<Vec<Removal>>);
+
+impl Removals {
+    /// Keeps `removal` until it ends.
+    pub fn push(&self, removal: Removal) {
+        self.0.lock().expect("removals poisoned").push(removal);
+    }
+
+    /// Forgets the removals that ended; the first that failed is the error.
+    pub fn ended(&self) -> Result<()> {
+        let mut failure = None;
+        self.0
+            .lock()
+            .expect("removals poisoned")
+            .retain(|r| match r.outcome() {
+                None => true,
+                Some(Ok(_)) => false,
+                Some(Err(e)) => {
+                    failure.get_or_insert(e);
+                    false
+                }
+            });
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Waits for every removal; the first that failed is the error.
+    pub async fn all_done(&self) -> Result<()> {
+        let running = std::mem::take(&mut *self.0.lock().expect("removals poisoned"));
+        let mut failure = None;
+        for removal in running {
+            if let Err(e) = removal.wait().await {
+                failure.get_or_insert(e);
+            }
+        }
+        failure.map_or(Ok(()), Err)
+    }
+}
+
 impl CheckpointStore {
     /// Removes checkpoint `id` in the background if it is unused when the
     /// removal runs, so that the loop or statement that superseded it goes
