@@ -102,6 +102,23 @@ impl CheckpointSchema {
         Ok(Some(table))
     }
 
+    /// Keeps `table`, just written under `name` in `store`, as what the name
+    /// opens while it points at it: later statements read that table, and
+    /// the batches it holds (write-through), instead of reading its manifest
+    /// and decoding its files again. Iterative SQL reads each step's result
+    /// in the next step.
+    pub(crate) fn remember(
+        &self,
+        store: &CheckpointStore,
+        name: &str,
+        table: &Arc<CheckpointTable>,
+    ) {
+        self.opened.lock().expect("catalog poisoned").insert(
+            (store.url().to_string(), name.to_string()),
+            Arc::clone(table),
+        );
+    }
+
     /// Lets go of an opened checkpoint, so that it can be removed.
     pub(crate) fn forget(&self, dir: &str, id: &str) {
         self.opened
@@ -185,6 +202,7 @@ impl CheckpointSchema {
                     self.supersede(&current, old);
                 }
                 self.inner.deregister_table(name)?;
+                self.remember(&current, name, &t);
                 Ok(self.named(name).await?.map_or(t as _, |t| t as _))
             }
             _ => Ok(table),

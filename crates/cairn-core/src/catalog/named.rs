@@ -220,6 +220,7 @@ impl CheckpointSchema {
                 match written {
                     Materialized::Reliable(t) => {
                         store.bind_when_committed(name, t.id()).await?;
+                        self.remember(&store, name, &t);
                         session.deregister_table(name)?;
                         CheckpointInfo::reliable(name, &t)
                     }
@@ -345,6 +346,7 @@ impl CheckpointSchema {
             Err(LinkError::Failed(e)) => return Err(e),
         };
         store.bind_name(name, fresh.id()).await?;
+        self.remember(&store, name, &fresh);
         if fresh.id() != old {
             self.supersede(&store, &old);
         }
