@@ -33,6 +33,10 @@ async fn child_writes_a_large_checkpoint() {
         return;
     };
     let ctx = dir_ctx(Path::new(&dir));
+    let commit = std::env::var("CAIRN_TEST_COMMIT").unwrap_or_else(|_| "sync".into());
+    ctx.sql(&format!("SET cairn.checkpoint_commit = '{commit}'"))
+        .await
+        .unwrap();
     let run: u64 = run.parse().unwrap();
     ctx.sql(&query(run))
         .await
@@ -40,9 +44,10 @@ async fn child_writes_a_large_checkpoint() {
         .checkpoint()
         .await
         .unwrap();
+    ctx.wait_for_background().await.unwrap();
 }
 
-fn spawn_writer(dir: &Path, run: u64) -> std::process::Child {
+fn spawn_writer(dir: &Path, commit: &str, run: u64) -> std::process::Child {
     Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -52,6 +57,7 @@ fn spawn_writer(dir: &Path, run: u64) -> std::process::Child {
         ])
         .env("CAIRN_TEST_DIR", dir)
         .env("CAIRN_TEST_RUN", run.to_string())
+        .env("CAIRN_TEST_COMMIT", commit)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -112,13 +118,30 @@ async fn sigkill_at_random_moments_never_leaves_a_partial_checkpoint() {
     kill_writers_in(dir.path(), kills).await;
 }
 
+/// The same with the commit in the background (`cairn.checkpoint_commit =
+/// 'async'`): a kill between the statement's return and the commit's end
+/// loses that checkpoint, never leaves part of it.
+#[tokio::test]
+async fn sigkill_during_background_commits_never_leaves_a_partial_checkpoint() {
+    let kills: u64 = std::env::var("CAIRN_KILLS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10);
+    let dir = tempfile::tempdir().unwrap();
+    kill_writers_committing(dir.path(), "async", kills).await;
+}
+
 /// Kills `kills` writers in `dir` (local or `s3://`) at random moments and
 /// checks what each left.
 pub(crate) async fn kill_writers_in(dir: &Path, kills: u64) {
+    kill_writers_committing(dir, "sync", kills).await;
+}
+
+async fn kill_writers_committing(dir: &Path, commit: &str, kills: u64) {
     let mut verified = HashSet::new();
     // One undisturbed run tells how long a write takes here.
     let started = Instant::now();
-    assert!(spawn_writer(dir, 0).wait().unwrap().success());
+    assert!(spawn_writer(dir, commit, 0).wait().unwrap().success());
     let full = started.elapsed();
     assert_eq!(check_dir(dir, &mut verified).await, 1);
 
@@ -126,7 +149,7 @@ pub(crate) async fn kill_writers_in(dir: &Path, kills: u64) {
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64;
-    println!("kill test seed {seed}, a full write takes {full:?}");
+    println!("kill test ({commit} commit) seed {seed}, a full write takes {full:?}");
     let mut state = seed | 1;
     let (mut committed_so_far, mut killed_before_commit) = (1, 0);
     for run in 1..=kills {
@@ -135,7 +158,7 @@ pub(crate) async fn kill_writers_in(dir: &Path, kills: u64) {
         state ^= state >> 7;
         state ^= state << 17;
         let delay = full.mul_f64((state % 1000) as f64 / 900.0);
-        let mut child = spawn_writer(dir, run);
+        let mut child = spawn_writer(dir, commit, run);
         std::thread::sleep(delay);
         child.kill().unwrap();
         let status = child.wait().unwrap();
