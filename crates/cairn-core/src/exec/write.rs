@@ -97,7 +97,7 @@ pub(crate) async fn write_checkpoint(
     let manifest = manifest_of(task, &schema, files, ordering);
     if options.commit == CommitMode::Async {
         commit_in_background(store, manifest.clone(), attempt, started);
-        return Ok((manifest.clone(), keeper.held(&id, kept)));
+        return Ok((manifest, keeper.held(&id, kept)));
     }
     let (won, manifest) = commit_written(store, manifest, &attempt, started).await?;
     // Another writer's files are not the batches we kept.
