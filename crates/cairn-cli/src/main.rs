@@ -114,7 +114,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let ctx = builder.build()?;
     let code = run_with(&args, ctx.clone(), max_rows).await?;
-    // Checkpoints superseded by the last statements may still be going.
+    // Commits and removals of the last statements may still be running.
     if let Err(e) = ctx.wait_for_background().await {
         eprintln!("Error: {e}");
         return Ok(ExitCode::FAILURE);

@@ -116,14 +116,8 @@ impl PeriodicCheckpointer {
     /// Starts removing expired checkpoints that nothing reads; a removal
     /// re-checks that no name holds the checkpoint and nothing reads it.
     fn remove_expired(&mut self) {
-        let mut still_read = Vec::new();
-        for (store, id) in std::mem::take(&mut self.expired) {
-            if store.readers(&id) > 0 {
-                still_read.push((store, id));
-                continue;
-            }
-            self.removing.push(store.delete_if_unused_later(&id));
-        }
-        self.expired = still_read;
+        self.expired = self
+            .removing
+            .start_unread(std::mem::take(&mut self.expired));
     }
 }

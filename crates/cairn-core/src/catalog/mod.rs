@@ -143,14 +143,7 @@ impl CheckpointSchema {
     pub(crate) fn sweep(&self) -> Result<()> {
         let ended = self.removing.ended();
         let pending = std::mem::take(&mut *self.superseded.lock().expect("catalog poisoned"));
-        let mut still_read = Vec::new();
-        for (store, id) in pending {
-            if store.readers(&id) > 0 {
-                still_read.push((store, id));
-            } else {
-                self.removing.push(store.delete_if_unused_later(&id));
-            }
-        }
+        let still_read = self.removing.start_unread(pending);
         self.superseded
             .lock()
             .expect("catalog poisoned")

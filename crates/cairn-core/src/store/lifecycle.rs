@@ -114,9 +114,22 @@ impl Removal {
 pub struct Removals(Mutex<Vec<Removal>>);
 
 impl Removals {
-    /// Keeps `removal` until it ends.
-    pub fn push(&self, removal: Removal) {
-        self.0.lock().expect("removals poisoned").push(removal);
+    /// Starts removing each of `candidates` that nothing in this process
+    /// reads; returns the others, to be tried again later.
+    pub fn start_unread(
+        &self,
+        candidates: Vec<(Arc<CheckpointStore>, String)>,
+    ) -> Vec<(Arc<CheckpointStore>, String)> {
+        let mut still_read = Vec::new();
+        for (store, id) in candidates {
+            if store.readers(&id) > 0 {
+                still_read.push((store, id));
+            } else {
+                let removal = store.delete_if_unused_later(&id);
+                self.0.lock().expect("removals poisoned").push(removal);
+            }
+        }
+        still_read
     }
 
     /// Forgets the removals that ended; the first that failed is the error.

@@ -145,11 +145,12 @@ impl CheckpointStore {
     /// Binds `name` to `id` once `id`'s background commit ends (at once if
     /// none runs); a failed commit binds nothing.
     pub async fn bind_when_committed(self: &Arc<Self>, name: &str, id: &str) -> Result<()> {
-        validate_name(name)?;
         if !self.committing(id) {
             self.bind_name(name, id).await?;
             return Ok(());
         }
+        // Refused now, not after the statement returned.
+        validate_name(name)?;
         let (store, name, owned) = (Arc::clone(self), name.to_string(), id.to_string());
         self.commit_later(
             id,
