@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime};
 use cairn::datafusion::functions_aggregate::expr_fn::{count, sum};
 use cairn::prelude::*;
 
-use crate::common::{dir_ctx, listing, scalar};
+use crate::common::{dir_ctx, env_or, listing, scalar};
 
 fn query(run: u64) -> String {
     // A different size per run, so that each run writes a new checkpoint.
@@ -110,10 +110,7 @@ async fn check_dir(dir: &Path, verified: &mut HashSet<String>) -> usize {
 
 #[tokio::test]
 async fn sigkill_at_random_moments_never_leaves_a_partial_checkpoint() {
-    let kills: u64 = std::env::var("CAIRN_KILLS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(20);
+    let kills: u64 = env_or("CAIRN_KILLS", 20);
     let dir = tempfile::tempdir().unwrap();
     kill_writers_in(dir.path(), kills).await;
 }
@@ -123,10 +120,7 @@ async fn sigkill_at_random_moments_never_leaves_a_partial_checkpoint() {
 /// loses that checkpoint, never leaves part of it.
 #[tokio::test]
 async fn sigkill_during_background_commits_never_leaves_a_partial_checkpoint() {
-    let kills: u64 = std::env::var("CAIRN_KILLS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(10);
+    let kills: u64 = env_or("CAIRN_KILLS", 10);
     let dir = tempfile::tempdir().unwrap();
     kill_writers_committing(dir.path(), "async", kills).await;
 }

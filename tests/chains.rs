@@ -9,7 +9,7 @@ use cairn::Session;
 use cairn::datafusion::functions_aggregate::expr_fn::sum;
 use cairn::prelude::*;
 
-use crate::common::{LABEL_STEP, dir_ctx, scalar};
+use crate::common::{LABEL_STEP, dir_ctx, env_or, scalar};
 
 /// Flips a byte in the middle of every data file of checkpoint `id`.
 fn damage(dir: &Path, id: &str) {
@@ -367,10 +367,7 @@ fn dir_size(path: &Path) -> u64 {
 /// earlier link's data gone, is still rebuilt to the same answer.
 #[tokio::test]
 async fn a_long_replace_loop_keeps_manifests_flat_and_stays_rebuildable() {
-    let links: usize = std::env::var("CAIRN_CHAIN_LINKS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(60);
+    let links: usize = env_or("CAIRN_CHAIN_LINKS", 60);
     let dir = tempfile::tempdir().unwrap();
     let session = chain_session(dir.path(), 1000).await;
     let ckpt = dir.path().join("ckpt");

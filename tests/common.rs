@@ -25,6 +25,15 @@ pub fn memory_ctx() -> CairnContext {
 
 /// A context on a checkpoint dir: a local path, or an `s3://` URL on the
 /// test server (see [`TestS3`]).
+/// A size a long run may raise (`tests/long/run.sh`): `$var` if it parses,
+/// else `default`.
+pub fn env_or<T: std::str::FromStr>(var: &str, default: T) -> T {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 pub fn dir_ctx(dir: &std::path::Path) -> CairnContext {
     let dir = dir.display().to_string();
     let mut builder = CairnContext::builder().target_partitions(2);

@@ -23,7 +23,7 @@ use cairn::arrow::datatypes::{DataType, Field, Schema};
 use cairn::datafusion::dataframe::DataFrameWriteOptions;
 use cairn::datafusion::prelude::SessionContext;
 
-use crate::common::on_big_stack;
+use crate::common::{env_or, on_big_stack};
 
 const TABLES: usize = 3;
 
@@ -718,14 +718,8 @@ fn show(rows: &Result<Rows, String>) -> String {
 #[test]
 fn cairn_agrees_with_duckdb_and_with_itself_under_checkpoints() {
     on_big_stack(|| async {
-        let count: usize = std::env::var("CAIRN_DIFF_QUERIES")
-            .ok()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(300);
-        let seed: u64 = std::env::var("CAIRN_DIFF_SEED")
-            .ok()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0x00c0_ffee);
+        let count: usize = env_or("CAIRN_DIFF_QUERIES", 300);
+        let seed: u64 = env_or("CAIRN_DIFF_SEED", 0x00c0_ffee);
         println!("differential run: {count} queries, seed {seed}");
         let mut rng = Rng(seed | 1);
         let data = tempfile::tempdir().unwrap();

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use cairn::datafusion::functions_aggregate::expr_fn::sum;
 use cairn::prelude::*;
 
-use crate::common::{dir_ctx, listing, scalar};
+use crate::common::{dir_ctx, env_or, listing, scalar};
 
 fn query(race: u64) -> String {
     format!(
@@ -72,10 +72,7 @@ pub(crate) fn spawn_racer(dir: &Path, race: u64, start_ms: u128) -> std::process
 
 #[tokio::test]
 async fn concurrent_writers_of_one_checkpoint_commit_once_and_both_answer() {
-    let races: u64 = std::env::var("CAIRN_RACES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(10);
+    let races: u64 = env_or("CAIRN_RACES", 10);
     let dir = tempfile::tempdir().unwrap();
     race_in(dir.path(), races).await;
 }
