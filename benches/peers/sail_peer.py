@@ -43,7 +43,7 @@ def _wait_for(port, server, seconds=60):
 
 class Peer(spark_peer.Peer):
     def __init__(self):
-        self.version = pysail.__version__ if hasattr(pysail, "__version__") else "0.7"
+        self.version = pysail.__version__
         self.checkpoints = tempfile.mkdtemp(prefix="cairn-bench-sail-")
         port = _free_port()
         env = dict(os.environ)
