@@ -20,13 +20,19 @@ use std::task::{Context, Poll};
 
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{Statistics, internal_err};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{ScalarValue, Statistics, internal_err};
 use datafusion::error::Result;
 use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_expr_common::physical_expr::snapshot_generation;
+use datafusion::physical_expr::expressions::{BinaryExpr, CaseExpr, InListExpr, Literal};
+use datafusion::physical_expr::utils::split_conjunction;
+use datafusion::physical_expr_common::physical_expr::{
+    snapshot_generation, snapshot_physical_expr,
+};
 use datafusion::physical_plan::metrics::{
     BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
 };
@@ -122,6 +128,7 @@ impl ExecutionPlan for JoinFilterExec {
             input: self.input.execute(partition, context)?,
             predicate: Arc::clone(&self.predicate),
             unknown_generation: self.unknown_generation,
+            compiled: None,
             tested: 0,
             kept: 0,
             testing: true,
@@ -149,6 +156,8 @@ struct JoinFilterStream {
     input: SendableRecordBatchStream,
     predicate: Arc<dyn PhysicalExpr>,
     unknown_generation: u64,
+    /// The predicate as of a generation, in the form tested.
+    compiled: Option<(u64, Arc<dyn PhysicalExpr>)>,
     tested: usize,
     kept: usize,
     testing: bool,
@@ -160,15 +169,22 @@ struct JoinFilterStream {
 impl JoinFilterStream {
     fn test(&mut self, batch: &RecordBatch) -> Result<RecordBatch> {
         let _timer = self.baseline.elapsed_compute().timer();
-        let mask = self
-            .predicate
-            .evaluate(batch)?
-            .into_array(batch.num_rows())?;
+        let generation = snapshot_generation(&self.predicate);
+        let predicate = match &self.compiled {
+            Some((at, compiled)) if *at == generation => Arc::clone(compiled),
+            _ => {
+                let snapshot = snapshot_physical_expr(Arc::clone(&self.predicate))?;
+                let compiled = without_partition_routing(snapshot, &batch.schema())?;
+                self.compiled = Some((generation, Arc::clone(&compiled)));
+                compiled
+            }
+        };
+        let mask = predicate.evaluate(batch)?.into_array(batch.num_rows())?;
         let kept = filter_record_batch(batch, mask.as_boolean())?;
         self.tested += batch.num_rows();
         self.kept += kept.num_rows();
         self.rows_tested.add(batch.num_rows());
-        let known = snapshot_generation(&self.predicate) != self.unknown_generation;
+        let known = generation != self.unknown_generation;
         if known && self.tested >= SAMPLE_ROWS && self.kept * KEEP_AT_MOST > self.tested {
             self.testing = false;
             self.stopped_testing.add(1);
@@ -201,8 +217,153 @@ impl Stream for JoinFilterStream {
     }
 }
 
+/// `filter` with each routing of rows to their partition's key set
+/// (`CASE hash(key) % n WHEN i THEN bounds AND key IN (...) ... ELSE
+/// false END`) replaced by one `key IN (...)` of every partition's keys.
+/// The union keeps the rows the routing keeps: a key reaches the partition
+/// its hash picks, on the build side as on this one. Bounds are left out,
+/// the list decides. Routings to a hash table (large build sides) stay.
+fn without_partition_routing(
+    filter: Arc<dyn PhysicalExpr>,
+    schema: &Schema,
+) -> Result<Arc<dyn PhysicalExpr>> {
+    filter
+        .transform_up(|e| {
+            Ok(match union_of_partitions(&e, schema)? {
+                Some(union) => Transformed::yes(union),
+                None => Transformed::no(e),
+            })
+        })
+        .map(|t| t.data)
+}
+
+fn union_of_partitions(
+    expr: &Arc<dyn PhysicalExpr>,
+    schema: &Schema,
+) -> Result<Option<Arc<dyn PhysicalExpr>>> {
+    let Some(case) = expr.downcast_ref::<CaseExpr>() else {
+        return Ok(None);
+    };
+    let routes_by_hash = case.expr().is_some_and(|base| {
+        base.downcast_ref::<BinaryExpr>()
+            .is_some_and(|b| *b.op() == Operator::Modulo)
+    });
+    let is_false = |e: &Arc<dyn PhysicalExpr>| {
+        e.downcast_ref::<Literal>()
+            .is_some_and(|l| *l.value() == ScalarValue::Boolean(Some(false)))
+    };
+    if !routes_by_hash || !case.else_expr().is_some_and(is_false) {
+        return Ok(None);
+    }
+    let mut key = None;
+    let mut values = vec![];
+    for (_, then) in case.when_then_expr() {
+        if is_false(then) {
+            continue; // a partition whose build side is empty
+        }
+        let lists: Vec<&InListExpr> = split_conjunction(then)
+            .into_iter()
+            .filter_map(|e| e.downcast_ref::<InListExpr>())
+            .filter(|list| !list.negated())
+            .collect();
+        let [list] = lists.as_slice() else {
+            return Ok(None);
+        };
+        match &key {
+            None => key = Some(Arc::clone(list.expr())),
+            Some(key) if key == list.expr() => {}
+            Some(_) => return Ok(None),
+        }
+        values.extend(list.list().iter().cloned());
+    }
+    let Some(key) = key else {
+        return Ok(None);
+    };
+    Ok(Some(Arc::new(InListExpr::try_new(
+        key, values, false, schema,
+    )?)))
+}
+
 impl RecordBatchStream for JoinFilterStream {
     fn schema(&self) -> SchemaRef {
         self.input.schema()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::{DataType, Field};
+    use datafusion::physical_expr::expressions::{col, lit};
+
+    fn keys() -> RecordBatch {
+        let schema = Schema::new(vec![Field::new("k", DataType::Int64, false)]);
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![Arc::new(Int64Array::from_iter_values(0..12))],
+        )
+        .unwrap()
+    }
+
+    fn and(l: Arc<dyn PhysicalExpr>, r: Arc<dyn PhysicalExpr>) -> Arc<dyn PhysicalExpr> {
+        Arc::new(BinaryExpr::new(l, Operator::And, r))
+    }
+
+    /// `CASE k % 2 WHEN 0 THEN <even> WHEN 1 THEN <odd> ELSE false END`,
+    /// shaped as a partitioned join's filter.
+    fn routing(even: Arc<dyn PhysicalExpr>, odd: Arc<dyn PhysicalExpr>) -> Arc<dyn PhysicalExpr> {
+        let schema = keys().schema();
+        let k = col("k", &schema).unwrap();
+        let base = Arc::new(BinaryExpr::new(k, Operator::Modulo, lit(2_i64)));
+        Arc::new(
+            CaseExpr::try_new(
+                Some(base),
+                vec![(lit(0_i64), even), (lit(1_i64), odd)],
+                Some(lit(false)),
+            )
+            .unwrap(),
+        )
+    }
+
+    fn in_list(values: &[i64]) -> Arc<dyn PhysicalExpr> {
+        let schema = keys().schema();
+        let list = values.iter().map(|v| lit(*v)).collect();
+        Arc::new(InListExpr::try_new(col("k", &schema).unwrap(), list, false, &schema).unwrap())
+    }
+
+    fn mask(expr: &Arc<dyn PhysicalExpr>) -> Vec<Option<bool>> {
+        let batch = keys();
+        let value = expr
+            .evaluate(&batch)
+            .unwrap()
+            .into_array(batch.num_rows())
+            .unwrap();
+        value.as_boolean().iter().collect()
+    }
+
+    #[test]
+    fn one_list_of_every_partitions_keys_keeps_what_the_routing_keeps() {
+        let schema = keys().schema();
+        let k = col("k", &schema).unwrap();
+        let bounds = and(
+            Arc::new(BinaryExpr::new(Arc::clone(&k), Operator::GtEq, lit(2_i64))),
+            Arc::new(BinaryExpr::new(k, Operator::LtEq, lit(8_i64))),
+        );
+        let filter = routing(and(bounds, in_list(&[2, 4, 8])), in_list(&[1, 3, 11]));
+        let union = without_partition_routing(Arc::clone(&filter), &schema).unwrap();
+        assert!(union.downcast_ref::<InListExpr>().is_some(), "{union}");
+        assert_eq!(mask(&union), mask(&filter));
+        assert_eq!(mask(&union).iter().filter(|m| **m == Some(true)).count(), 6);
+    }
+
+    #[test]
+    fn a_routing_to_anything_but_lists_stays() {
+        let schema = keys().schema();
+        let k = col("k", &schema).unwrap();
+        let above = Arc::new(BinaryExpr::new(k, Operator::Gt, lit(5_i64)));
+        let filter = routing(in_list(&[2]), above);
+        let same = without_partition_routing(Arc::clone(&filter), &schema).unwrap();
+        assert_eq!(same.to_string(), filter.to_string());
     }
 }
