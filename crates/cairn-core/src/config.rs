@@ -260,6 +260,13 @@ pub struct CairnOptions {
     /// The filters hash joins derive from their build side also drop the
     /// probe side's rows where it is scanned, not just its row groups.
     pub join_filters_on_rows: bool,
+    /// Decimal `+`, `-` and `*` skip arrow's per-row overflow checks where
+    /// the operands show that no row can overflow.
+    pub decimal_fast_path: bool,
+    /// Filters test what compares fixed-width values before strings.
+    pub cheap_filters_first: bool,
+    /// Each condition of a filter reads only the rows the earlier ones kept.
+    pub filter_narrowing: bool,
 }
 
 /// One `cairn.<key>`: its doc, its default, and how it is read and set.
@@ -413,6 +420,39 @@ const SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        key: "decimal_fast_path",
+        doc: "'on': decimal +, - and * run without a per-row overflow check where no row can overflow (same answers and errors)",
+        default: "on",
+        secret: false,
+        get: |o| on_off(o.decimal_fast_path),
+        set: |o, v| {
+            o.decimal_fast_path = parse_on_off(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        key: "cheap_filters_first",
+        doc: "'on': a filter tests the conditions that compare numbers and dates before those that compare strings",
+        default: "on",
+        secret: false,
+        get: |o| on_off(o.cheap_filters_first),
+        set: |o, v| {
+            o.cheap_filters_first = parse_on_off(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        key: "filter_narrowing",
+        doc: "'on': each condition of a filter reads only the rows the earlier conditions kept, and only its columns",
+        default: "on",
+        secret: false,
+        get: |o| on_off(o.filter_narrowing),
+        set: |o, v| {
+            o.filter_narrowing = parse_on_off(v)?;
+            Ok(())
+        },
+    },
+    Setting {
         key: "s3.endpoint",
         doc: "an S3-compatible server, e.g. 'http://127.0.0.1:9000' (default: AWS_ENDPOINT or AWS)",
         default: "",
@@ -495,6 +535,9 @@ impl Default for CairnOptions {
             s3: S3Options::default(),
             reuse: ReuseOptions::default(),
             join_filters_on_rows: true,
+            decimal_fast_path: true,
+            cheap_filters_first: true,
+            filter_narrowing: true,
         };
         for s in SETTINGS {
             (s.set)(&mut options, s.default).expect("every default is a valid value");

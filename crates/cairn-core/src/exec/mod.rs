@@ -8,12 +8,14 @@
 
 mod checkpoint;
 mod codec;
+mod decimal_arithmetic;
 mod distributed;
 mod held;
 mod join_filter;
 mod local;
 mod materialized;
 mod memory;
+mod narrowing;
 mod scan;
 mod shared;
 mod source;
@@ -24,6 +26,7 @@ mod write;
 pub use checkpoint::{CheckpointExec, PlanObserver, PlanObservers, PlanWatch};
 pub use codec::CairnPhysicalCodec;
 pub(crate) use codec::{checked, store_for};
+pub use decimal_arithmetic::DecimalArithmeticExpr;
 pub use distributed::{
     PartitionWriteExec, check_columns, commit_reported, report_schema, reported_files,
 };
@@ -32,6 +35,7 @@ pub use join_filter::JoinFilterExec;
 pub use local::{LocalCheckpoint, LocalCheckpointExec, LocalCheckpointTable};
 pub use materialized::{CheckpointRun, Materialized};
 pub use memory::{KeepRepartitionInMemory, keeping_repartition_in_memory};
+pub use narrowing::NarrowingConjunction;
 pub use scan::CheckpointTable;
 pub use shared::{SharedPlansExec, SharedScanExec};
 pub use source::{CheckpointRef, CheckpointSource};

@@ -10,6 +10,8 @@
 mod cluster;
 mod codec;
 mod dag;
+mod decimal_arithmetic;
+mod filters;
 mod fingerprint;
 mod join_filters;
 mod lazy;
@@ -28,6 +30,8 @@ mod write_job;
 pub use cluster::ClusterPlanner;
 pub use codec::CairnLogicalCodec;
 pub use dag::tree_size;
+pub use decimal_arithmetic::FastDecimalArithmetic;
+pub use filters::FilterConditions;
 pub use fingerprint::{fingerprint, is_volatile, sources_changed};
 pub use join_filters::JoinFiltersOnRows;
 pub use lazy::LazyCheckpointTable;
