@@ -16,7 +16,9 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 use datafusion::arrow::array::BooleanBufferBuilder;
-use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch, UInt32Array};
+use datafusion::arrow::array::{
+    Array, AsArray, BooleanArray, RecordBatch, RecordBatchOptions, UInt32Array,
+};
 use datafusion::arrow::buffer::BooleanBuffer;
 use datafusion::arrow::compute::{filter, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, Schema};
@@ -151,7 +153,7 @@ impl PhysicalExpr for NarrowingConjunction {
                 }
                 Kept::Rows(at) if at.is_empty() => Kept::Rows(at),
                 Kept::Rows(at) => {
-                    let gathered = take_record_batch(&batch.project(&condition.columns)?, &at)?;
+                    let gathered = gather(batch, &condition.columns, &at)?;
                     let truth = truths(condition.narrow.evaluate(&gathered)?, at.len())?;
                     Kept::Rows(
                         filter(&at, &BooleanArray::new(truth, None))?
@@ -196,6 +198,20 @@ impl PhysicalExpr for NarrowingConjunction {
     fn try_to_proto(&self, ctx: &PhysicalExprEncodeCtx<'_>) -> Result<Option<PhysicalExprNode>> {
         self.as_conjunction().try_to_proto(ctx)
     }
+}
+
+/// The rows `at` of `batch`'s `columns`; a condition that reads no column
+/// gets a batch of no columns with as many rows.
+fn gather(batch: &RecordBatch, columns: &[usize], at: &UInt32Array) -> Result<RecordBatch> {
+    if columns.is_empty() {
+        let options = RecordBatchOptions::new().with_row_count(Some(at.len()));
+        return Ok(RecordBatch::try_new_with_options(
+            Arc::new(Schema::empty()),
+            vec![],
+            &options,
+        )?);
+    }
+    Ok(take_record_batch(&batch.project(columns)?, at)?)
 }
 
 /// The rows where a condition is true: NULL and false keep none.
@@ -271,6 +287,17 @@ mod tests {
         assert_eq!(kept(&narrowing), expected);
         // 103, 113, ..., 193 less 133 (a multiple of 7: NULL, and excluded).
         assert_eq!(expected.iter().filter(|k| **k).count(), 9);
+    }
+
+    #[test]
+    fn a_condition_that_reads_no_column_sees_the_kept_rows() {
+        let constant: Arc<dyn PhysicalExpr> =
+            Arc::new(BinaryExpr::new(lit(1_i64), Operator::Eq, lit(1_i64)));
+        let conditions = vec![cmp("n", Operator::Lt, lit(100_i64)), constant];
+        let plain = conjunction(conditions.clone());
+        let narrowing: Arc<dyn PhysicalExpr> =
+            Arc::new(NarrowingConjunction::try_new(conditions).unwrap());
+        assert_eq!(kept(&narrowing), kept(&plain));
     }
 
     #[test]
