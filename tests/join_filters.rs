@@ -10,6 +10,7 @@ use cairn::CairnContext;
 use cairn::arrow::util::pretty::pretty_format_batches;
 use cairn::datafusion::datasource::source::DataSourceExec;
 use cairn::datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use cairn::datafusion::physical_plan::joins::HashJoinExec;
 use cairn::datafusion::physical_plan::{ExecutionPlan, collect};
 use cairn::datafusion::prelude::SessionContext;
 use cairn::exec::JoinFilterExec;
@@ -163,6 +164,57 @@ async fn a_join_filter_that_keeps_most_rows_stops_testing_them() {
     assert!(tested < 100_000, "{tested}");
     // What it tested lost the keys `most` lacks; the rest passed untested.
     assert!(aggregated_rows(&plan) > 100_000 - tested / 5);
+}
+
+/// Where nothing lies between the scan and its join, a short list of keys
+/// is tested (a third of a probe's cost) and a hash table is not.
+#[tokio::test]
+async fn a_scan_probed_directly_is_tested_by_key_lists_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = session(dir.path(), &[]).await;
+    let probed_rows = |plan: &Arc<dyn ExecutionPlan>| {
+        let mut rows = None;
+        visit(plan, &mut |node| {
+            if node.downcast_ref::<HashJoinExec>().is_some() {
+                rows = Some(metric(node, "input_rows"));
+            }
+        });
+        rows.expect("the plan joins")
+    };
+    let (table, plan) = run(
+        &ctx,
+        "SELECT count(*) AS n, sum(f.v) AS total FROM wanted w JOIN fact f ON f.k = w.k",
+    )
+    .await;
+    assert_eq!(
+        table,
+        "+---+-------+\n| n | total |\n+---+-------+\n| 3 | 14    |\n+---+-------+"
+    );
+    let filters = join_filters_above_scans(&plan);
+    assert_eq!(filters.len(), 1, "{plan:?}");
+    assert!(
+        filters[0]
+            .downcast_ref::<JoinFilterExec>()
+            .unwrap()
+            .is_lists_only()
+    );
+    assert_eq!(metric(&filters[0], "rows_tested"), 100_000);
+    assert_eq!(probed_rows(&plan), 3);
+
+    let (table, plan) = run(
+        &ctx,
+        "SELECT count(*) AS n FROM most w JOIN fact f ON f.k = w.k",
+    )
+    .await;
+    assert_eq!(
+        table,
+        "+-------+\n| n     |\n+-------+\n| 90000 |\n+-------+"
+    );
+    let filters = join_filters_above_scans(&plan);
+    assert_eq!(filters.len(), 1, "{plan:?}");
+    assert_eq!(metric(&filters[0], "rows_tested"), 0);
+    assert!(metric(&filters[0], "partitions_stopped_testing") >= 1);
+    assert_eq!(probed_rows(&plan), 100_000);
 }
 
 #[tokio::test]

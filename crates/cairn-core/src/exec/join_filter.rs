@@ -33,6 +33,7 @@ use datafusion::physical_expr::utils::split_conjunction;
 use datafusion::physical_expr_common::physical_expr::{
     snapshot_generation, snapshot_physical_expr,
 };
+use datafusion::physical_plan::joins::{HashExpr, HashTableLookupExpr};
 use datafusion::physical_plan::metrics::{
     BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
 };
@@ -52,6 +53,10 @@ pub const KEEP_AT_MOST: usize = 10;
 pub struct JoinFilterExec {
     input: Arc<dyn ExecutionPlan>,
     predicate: Arc<dyn PhysicalExpr>,
+    /// Tests only a filter that is a list of keys, which costs a third of
+    /// a join's probe; one that looks keys up in a hash table costs what
+    /// the probe costs and is passed on untested.
+    lists_only: bool,
     /// The predicate's generation before any of its joins updated it.
     unknown_generation: u64,
     metrics: ExecutionPlanMetricsSet,
@@ -64,8 +69,20 @@ impl JoinFilterExec {
             unknown_generation: snapshot_generation(&predicate),
             input,
             predicate,
+            lists_only: false,
             metrics: ExecutionPlanMetricsSet::new(),
         }
+    }
+
+    /// The same filter, tested only while it is a list of keys.
+    pub fn lists_only(mut self) -> Self {
+        self.lists_only = true;
+        self
+    }
+
+    /// Whether only a list of keys is tested.
+    pub fn is_lists_only(&self) -> bool {
+        self.lists_only
     }
 
     /// The join filters tested.
@@ -81,7 +98,12 @@ impl JoinFilterExec {
 
 impl DisplayAs for JoinFilterExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "JoinFilterExec: {}", self.predicate)
+        let lists = if self.lists_only {
+            "key lists only, "
+        } else {
+            ""
+        };
+        write!(f, "JoinFilterExec: {lists}{}", self.predicate)
     }
 }
 
@@ -113,10 +135,9 @@ impl ExecutionPlan for JoinFilterExec {
         if children.len() != 1 {
             return internal_err!("JoinFilterExec has one child");
         }
-        Ok(Arc::new(Self::new(
-            Arc::clone(&self.predicate),
-            children.remove(0),
-        )))
+        let mut new = Self::new(Arc::clone(&self.predicate), children.remove(0));
+        new.lists_only = self.lists_only;
+        Ok(Arc::new(new))
     }
 
     fn execute(
@@ -128,6 +149,7 @@ impl ExecutionPlan for JoinFilterExec {
             input: self.input.execute(partition, context)?,
             predicate: Arc::clone(&self.predicate),
             unknown_generation: self.unknown_generation,
+            lists_only: self.lists_only,
             compiled: None,
             tested: 0,
             kept: 0,
@@ -156,6 +178,7 @@ struct JoinFilterStream {
     input: SendableRecordBatchStream,
     predicate: Arc<dyn PhysicalExpr>,
     unknown_generation: u64,
+    lists_only: bool,
     /// The predicate as of a generation, in the form tested.
     compiled: Option<(u64, Arc<dyn PhysicalExpr>)>,
     tested: usize,
@@ -170,6 +193,7 @@ impl JoinFilterStream {
     fn test(&mut self, batch: &RecordBatch) -> Result<RecordBatch> {
         let _timer = self.baseline.elapsed_compute().timer();
         let generation = snapshot_generation(&self.predicate);
+        let known = generation != self.unknown_generation;
         let predicate = match &self.compiled {
             Some((at, compiled)) if *at == generation => Arc::clone(compiled),
             _ => {
@@ -179,12 +203,18 @@ impl JoinFilterStream {
                 compiled
             }
         };
+        if self.lists_only && !is_key_list(&predicate)? {
+            if known {
+                self.testing = false;
+                self.stopped_testing.add(1);
+            }
+            return Ok(batch.clone());
+        }
         let mask = predicate.evaluate(batch)?.into_array(batch.num_rows())?;
         let kept = filter_record_batch(batch, mask.as_boolean())?;
         self.tested += batch.num_rows();
         self.kept += kept.num_rows();
         self.rows_tested.add(batch.num_rows());
-        let known = generation != self.unknown_generation;
         if known && self.tested >= SAMPLE_ROWS && self.kept * KEEP_AT_MOST > self.tested {
             self.testing = false;
             self.stopped_testing.add(1);
@@ -217,12 +247,25 @@ impl Stream for JoinFilterStream {
     }
 }
 
+/// Whether `filter` tests keys against lists only: no hash table lookup,
+/// no routing to partitions left.
+fn is_key_list(filter: &Arc<dyn PhysicalExpr>) -> Result<bool> {
+    let mut lists = false;
+    let hashes = filter.exists(|e| {
+        lists |= e.downcast_ref::<InListExpr>().is_some();
+        Ok(e.downcast_ref::<HashTableLookupExpr>().is_some()
+            || e.downcast_ref::<HashExpr>().is_some())
+    })?;
+    Ok(lists && !hashes)
+}
+
 /// `filter` with each routing of rows to their partition's key set
 /// (`CASE hash(key) % n WHEN i THEN bounds AND key IN (...) ... ELSE
 /// false END`) replaced by one `key IN (...)` of every partition's keys.
 /// The union keeps the rows the routing keeps: a key reaches the partition
-/// its hash picks, on the build side as on this one. Bounds are left out,
-/// the list decides. Routings to a hash table (large build sides) stay.
+/// its hash picks, on the build side as on this one. Bounds next to a list
+/// are left out, the list decides (they cost as much as the list, Q17's
+/// part join). Routings to a hash table (large build sides) stay.
 fn without_partition_routing(
     filter: Arc<dyn PhysicalExpr>,
     schema: &Schema,
@@ -237,10 +280,45 @@ fn without_partition_routing(
         .map(|t| t.data)
 }
 
+/// A key list ANDed with bounds on the same key: the list alone, which
+/// implies the bounds (a join's filter takes both from one build side).
+fn list_without_bounds(expr: &Arc<dyn PhysicalExpr>) -> Option<Arc<dyn PhysicalExpr>> {
+    let binary = expr.downcast_ref::<BinaryExpr>()?;
+    if *binary.op() != Operator::And {
+        return None;
+    }
+    let conjuncts = split_conjunction(expr);
+    let lists: Vec<&Arc<dyn PhysicalExpr>> = conjuncts
+        .iter()
+        .copied()
+        .filter(|e| e.downcast_ref::<InListExpr>().is_some_and(|l| !l.negated()))
+        .collect();
+    let [list_expr] = lists[..] else {
+        return None;
+    };
+    let key = list_expr.downcast_ref::<InListExpr>()?.expr();
+    let is_bound = |e: &Arc<dyn PhysicalExpr>| {
+        e.downcast_ref::<BinaryExpr>().is_some_and(|b| {
+            matches!(
+                b.op(),
+                Operator::GtEq | Operator::LtEq | Operator::Gt | Operator::Lt
+            ) && b.left() == key
+                && b.right().downcast_ref::<Literal>().is_some()
+        })
+    };
+    let all_bounds = conjuncts
+        .iter()
+        .all(|e| Arc::ptr_eq(e, list_expr) || is_bound(e));
+    all_bounds.then(|| Arc::clone(list_expr))
+}
+
 fn union_of_partitions(
     expr: &Arc<dyn PhysicalExpr>,
     schema: &Schema,
 ) -> Result<Option<Arc<dyn PhysicalExpr>>> {
+    if let Some(list) = list_without_bounds(expr) {
+        return Ok(Some(list));
+    }
     let Some(case) = expr.downcast_ref::<CaseExpr>() else {
         return Ok(None);
     };
@@ -350,9 +428,17 @@ mod tests {
             Arc::new(BinaryExpr::new(Arc::clone(&k), Operator::GtEq, lit(2_i64))),
             Arc::new(BinaryExpr::new(k, Operator::LtEq, lit(8_i64))),
         );
-        let filter = routing(and(bounds, in_list(&[2, 4, 8])), in_list(&[1, 3, 11]));
+        let filter = routing(
+            and(Arc::clone(&bounds), in_list(&[2, 4, 8])),
+            in_list(&[1, 3, 11]),
+        );
         let union = without_partition_routing(Arc::clone(&filter), &schema).unwrap();
         assert!(union.downcast_ref::<InListExpr>().is_some(), "{union}");
+        // Bounds next to a list, without a routing: the list alone.
+        let listed = and(Arc::clone(&bounds), in_list(&[2, 4, 8]));
+        let alone = without_partition_routing(Arc::clone(&listed), &schema).unwrap();
+        assert!(alone.downcast_ref::<InListExpr>().is_some(), "{alone}");
+        assert_eq!(mask(&alone), mask(&listed));
         assert_eq!(mask(&union), mask(&filter));
         assert_eq!(mask(&union).iter().filter(|m| **m == Some(true)).count(), 6);
     }

@@ -14,12 +14,15 @@
 //! filters above the scans (and the query's own filters of them) that
 //! received them.
 //!
-//! Only of the filters that cross work on their way down: an aggregate, a
-//! join with a partitioned build side, a sort. Testing a row costs about
-//! what a probe costs (a hash and a lookup), so a scan that reaches its
-//! join through repartitions, projections or joins on a small collected
-//! build side only gains nothing and loses the test's time (TPC-H Q03, Q05
-//! and Q08 ran 10-25% longer when every scan was filtered). And each
+//! Every filter is tested where it crosses work on its way down: an
+//! aggregate, a join with a partitioned build side, a sort. Testing a row
+//! against a hash table costs about what a probe costs (a hash and a
+//! lookup), so where a scan reaches its join through repartitions,
+//! projections or joins on a small collected build side only, the filter
+//! is tested only while it is a list of keys (a small build side), which
+//! costs a third of the probe (TPC-H Q17's part join: 6M rows probed
+//! against 204 keys); hash-table filters there gained nothing and lost the
+//! test's time (Q03, Q05 and Q08 ran 10-25% longer). And each
 //! `JoinFilterExec` stops testing a partition's rows once the filter keeps
 //! more than a tenth of them (Q09's is built on all of orders and keeps
 //! every row; Q08's keeps 30% of lineitem at SF 10 and cost 4.4 s there).
@@ -104,8 +107,12 @@ fn place(
         return Ok(None);
     }
     if let Some((scan, filters)) = scan_unit(node) {
-        let Some(mut predicate) = join_filters_of(scan, &crossed.work) else {
-            return Ok(None);
+        let (mut predicate, lists_only) = match join_filters_of(scan, &crossed.work) {
+            Some(predicate) => (predicate, false),
+            None => match join_filters_of(scan, &crossed.none) {
+                Some(predicate) => (predicate, true),
+                None => return Ok(None),
+            },
         };
         // Above the query's own filters of the scan, which are cheaper and
         // leave fewer rows to test (Q20 keeps 15% of lineitem by date).
@@ -119,10 +126,13 @@ fn place(
             };
             predicate = projected;
         }
-        return Ok(Some(Arc::new(JoinFilterExec::new(
-            predicate,
-            Arc::clone(node),
-        ))));
+        let filter = JoinFilterExec::new(predicate, Arc::clone(node));
+        let filter = if lists_only {
+            filter.lists_only()
+        } else {
+            filter
+        };
+        return Ok(Some(Arc::new(filter)));
     }
     let mut below = crossed.clone();
     if !passes_through(node) {
