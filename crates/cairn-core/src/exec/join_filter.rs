@@ -179,8 +179,7 @@ struct JoinFilterStream {
     predicate: Arc<dyn PhysicalExpr>,
     unknown_generation: u64,
     lists_only: bool,
-    /// The predicate as of a generation, in the form tested.
-    compiled: Option<(u64, Arc<dyn PhysicalExpr>)>,
+    compiled: Option<Compiled>,
     tested: usize,
     kept: usize,
     testing: bool,
@@ -189,21 +188,36 @@ struct JoinFilterStream {
     stopped_testing: Count,
 }
 
+/// The predicate as of a generation, in the form tested.
+struct Compiled {
+    generation: u64,
+    predicate: Arc<dyn PhysicalExpr>,
+    /// Only key lists: what a lists-only filter tests.
+    key_list: bool,
+}
+
 impl JoinFilterStream {
     fn test(&mut self, batch: &RecordBatch) -> Result<RecordBatch> {
         let _timer = self.baseline.elapsed_compute().timer();
         let generation = snapshot_generation(&self.predicate);
         let known = generation != self.unknown_generation;
-        let predicate = match &self.compiled {
-            Some((at, compiled)) if *at == generation => Arc::clone(compiled),
+        let (predicate, key_list) = match &self.compiled {
+            Some(compiled) if compiled.generation == generation => {
+                (Arc::clone(&compiled.predicate), compiled.key_list)
+            }
             _ => {
                 let snapshot = snapshot_physical_expr(Arc::clone(&self.predicate))?;
-                let compiled = without_partition_routing(snapshot, &batch.schema())?;
-                self.compiled = Some((generation, Arc::clone(&compiled)));
-                compiled
+                let predicate = without_partition_routing(snapshot, &batch.schema())?;
+                let key_list = is_key_list(&predicate)?;
+                self.compiled = Some(Compiled {
+                    generation,
+                    predicate: Arc::clone(&predicate),
+                    key_list,
+                });
+                (predicate, key_list)
             }
         };
-        if self.lists_only && !is_key_list(&predicate)? {
+        if self.lists_only && !key_list {
             if known {
                 self.testing = false;
                 self.stopped_testing.add(1);

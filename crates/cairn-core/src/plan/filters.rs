@@ -9,10 +9,11 @@
 //! where the dates would have left 15% of the rows to compare. Its filter
 //! took 120-140 ms of compute, 50-70 ms with the dates first.
 //!
-//! Only conjuncts that cannot fail move, and only ahead of string tests: a
-//! conjunct of any other kind (a cast, arithmetic, a function) keeps its
-//! place and nothing crosses it, so an expression the query guards with an
-//! earlier test stays guarded.
+//! Only comparisons of columns and constants move, which cannot fail:
+//! those with a constant first, then those of two columns, then those of
+//! strings. A conjunct of any other kind (a cast, arithmetic, a function)
+//! keeps its place and nothing crosses it, so an expression the query
+//! guards with an earlier test stays guarded.
 
 use std::sync::Arc;
 
@@ -115,15 +116,16 @@ fn reordered(predicate: &Arc<dyn PhysicalExpr>, schema: &Schema) -> Option<Arc<d
     if conjuncts.len() < 2 {
         return None;
     }
+    let costed: Vec<(Cost, &Arc<dyn PhysicalExpr>)> =
+        conjuncts.iter().map(|c| (cost(c, schema), *c)).collect();
     let mut order: Vec<&Arc<dyn PhysicalExpr>> = Vec::with_capacity(conjuncts.len());
-    // Sort each run between fixed conjuncts; a stable sort keeps the
-    // written order among equals.
-    for run in conjuncts.split_inclusive(|c| cost(c, schema) == Cost::Fixed) {
+    // Sort each run that ends at a fixed conjunct (or the end), the fixed
+    // one staying last; a stable sort keeps the written order among equals.
+    for run in costed.split_inclusive(|(cost, _)| *cost == Cost::Fixed) {
         let mut run = run.to_vec();
-        let fixed = run.pop_if(|c| cost(c, schema) == Cost::Fixed);
-        run.sort_by_key(|c| cost(c, schema));
-        order.extend(run);
-        order.extend(fixed);
+        let fixed = run.pop_if(|(cost, _)| *cost == Cost::Fixed);
+        run.sort_by_key(|(cost, _)| *cost);
+        order.extend(run.into_iter().chain(fixed).map(|(_, c)| c));
     }
     let changed = order
         .iter()
