@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use datafusion::common::config::{ConfigEntry, ConfigExtension, ExtensionOptions};
+use datafusion::common::config::{ConfigEntry, ConfigExtension, ConfigOptions, ExtensionOptions};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::config::SessionConfig;
 use datafusion::parquet::basic::Compression;
@@ -549,7 +549,12 @@ impl Default for CairnOptions {
 impl CairnOptions {
     /// The settings of a session; `None` if it is not a Cairn session.
     pub fn of(config: &SessionConfig) -> Option<&CairnOptions> {
-        config.options().extensions.get::<CairnOptions>()
+        Self::in_options(config.options())
+    }
+
+    /// The settings among a session's options, as optimizer rules get them.
+    pub fn in_options(options: &ConfigOptions) -> Option<&CairnOptions> {
+        options.extensions.get::<CairnOptions>()
     }
 
     /// Every key, with `cairn.` in front, and its description.

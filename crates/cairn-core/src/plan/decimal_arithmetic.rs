@@ -33,10 +33,7 @@ impl PhysicalOptimizerRule for FastDecimalArithmetic {
         plan: Arc<dyn ExecutionPlan>,
         config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let on = config
-            .extensions
-            .get::<CairnOptions>()
-            .is_some_and(|options| options.decimal_fast_path);
+        let on = CairnOptions::in_options(config).is_some_and(|options| options.decimal_fast_path);
         if !on {
             return Ok(plan);
         }
@@ -59,22 +56,15 @@ impl PhysicalOptimizerRule for FastDecimalArithmetic {
 fn rewrite(node: &Arc<dyn ExecutionPlan>) -> Result<Option<Arc<dyn ExecutionPlan>>> {
     if let Some(projection) = node.downcast_ref::<ProjectionExec>() {
         let schema = projection.input().schema();
-        let mut changed = false;
-        let exprs = projection
-            .expr()
-            .iter()
-            .map(|e| {
-                let expr = wrapped(&e.expr, &schema)?;
-                changed |= expr.is_some();
-                Ok(ProjectionExpr {
-                    expr: expr.unwrap_or_else(|| Arc::clone(&e.expr)),
-                    alias: e.alias.clone(),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        if !changed {
+        let Some(exprs) = rewrite_each(projection.expr(), |e| {
+            Ok(wrapped(&e.expr, &schema)?.map(|expr| ProjectionExpr {
+                expr,
+                alias: e.alias.clone(),
+            }))
+        })?
+        else {
             return Ok(None);
-        }
+        };
         let input = Arc::clone(projection.input());
         return Ok(Some(Arc::new(ProjectionExec::try_new(exprs, input)?)));
     }
@@ -93,19 +83,11 @@ fn rewrite(node: &Arc<dyn ExecutionPlan>) -> Result<Option<Arc<dyn ExecutionPlan
             return Ok(None);
         }
         let schema = aggregate.input_schema();
-        let mut changed = false;
-        let aggregates = aggregate
-            .aggr_expr()
-            .iter()
-            .map(|a| {
-                let new = wrapped_arguments(a, &schema)?;
-                changed |= new.is_some();
-                Ok(new.unwrap_or_else(|| Arc::clone(a)))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        if !changed {
+        let Some(aggregates) =
+            rewrite_each(aggregate.aggr_expr(), |a| wrapped_arguments(a, &schema))?
+        else {
             return Ok(None);
-        }
+        };
         return Ok(Some(Arc::new(aggregate.with_new_aggr_exprs(aggregates))));
     }
     Ok(None)
@@ -127,20 +109,28 @@ fn wrapped_arguments(
     schema: &Schema,
 ) -> Result<Option<Arc<AggregateFunctionExpr>>> {
     let expressions = aggregate.all_expressions();
-    let mut changed = false;
-    let args = expressions
-        .args
-        .iter()
-        .map(|arg| {
-            let new = wrapped(arg, schema)?;
-            changed |= new.is_some();
-            Ok(new.unwrap_or_else(|| Arc::clone(arg)))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    if !changed {
+    let Some(args) = rewrite_each(&expressions.args, |arg| wrapped(arg, schema))? else {
         return Ok(None);
-    }
+    };
     Ok(aggregate
         .with_new_expressions(args, expressions.order_by_exprs)
         .map(Arc::new))
+}
+
+/// `items` with `rewrite` applied to each (`None`: kept as it is); `None`
+/// if it rewrote none.
+fn rewrite_each<T: Clone>(
+    items: &[T],
+    rewrite: impl Fn(&T) -> Result<Option<T>>,
+) -> Result<Option<Vec<T>>> {
+    let mut changed = false;
+    let rewritten = items
+        .iter()
+        .map(|item| {
+            let new = rewrite(item)?;
+            changed |= new.is_some();
+            Ok(new.unwrap_or_else(|| item.clone()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(changed.then_some(rewritten))
 }

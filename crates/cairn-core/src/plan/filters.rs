@@ -47,7 +47,7 @@ impl PhysicalOptimizerRule for FilterConditions {
         plan: Arc<dyn ExecutionPlan>,
         config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let Some(options) = config.extensions.get::<CairnOptions>() else {
+        let Some(options) = CairnOptions::in_options(config) else {
             return Ok(plan);
         };
         let (reorder, narrow) = (options.cheap_filters_first, options.filter_narrowing);

@@ -68,10 +68,8 @@ impl PhysicalOptimizerRule for JoinFiltersOnRows {
         plan: Arc<dyn ExecutionPlan>,
         config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let on = config
-            .extensions
-            .get::<CairnOptions>()
-            .is_some_and(|options| options.join_filters_on_rows);
+        let on =
+            CairnOptions::in_options(config).is_some_and(|options| options.join_filters_on_rows);
         if !on || config.execution.parquet.pushdown_filters {
             return Ok(plan);
         }

@@ -82,7 +82,7 @@ impl AnalyzerRule for ReuseSubplans {
     }
 
     fn analyze(&self, plan: LogicalPlan, config: &ConfigOptions) -> Result<LogicalPlan> {
-        let Some(options) = config.extensions.get::<CairnOptions>() else {
+        let Some(options) = CairnOptions::in_options(config) else {
             return Ok(plan);
         };
         let reuse = options.reuse;
