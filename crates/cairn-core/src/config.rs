@@ -267,6 +267,9 @@ pub struct CairnOptions {
     pub cheap_filters_first: bool,
     /// Each condition of a filter reads only the rows the earlier ones kept.
     pub filter_narrowing: bool,
+    /// Aggregations grouped by one integer column whose values span a
+    /// small range find groups by value, without hashing.
+    pub dense_group_by: bool,
 }
 
 /// One `cairn.<key>`: its doc, its default, and how it is read and set.
@@ -453,6 +456,17 @@ const SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        key: "dense_group_by",
+        doc: "'on': a GROUP BY on one integer column whose values span a small range finds each row's group by its value, without hashing (same answers)",
+        default: "on",
+        secret: false,
+        get: |o| on_off(o.dense_group_by),
+        set: |o, v| {
+            o.dense_group_by = parse_on_off(v)?;
+            Ok(())
+        },
+    },
+    Setting {
         key: "s3.endpoint",
         doc: "an S3-compatible server, e.g. 'http://127.0.0.1:9000' (default: AWS_ENDPOINT or AWS)",
         default: "",
@@ -538,6 +552,7 @@ impl Default for CairnOptions {
             decimal_fast_path: true,
             cheap_filters_first: true,
             filter_narrowing: true,
+            dense_group_by: true,
         };
         for s in SETTINGS {
             (s.set)(&mut options, s.default).expect("every default is a valid value");

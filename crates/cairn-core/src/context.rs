@@ -31,8 +31,8 @@ use crate::exec::{
     keeping_repartition_in_memory,
 };
 use crate::plan::{
-    AutoCheckpoints, CairnQueryPlanner, CairnView, FastDecimalArithmetic, FilterConditions,
-    JoinFiltersOnRows, RemoteWrites, analyzer_rules, optimizer_rules, scan_plan,
+    AutoCheckpoints, CairnQueryPlanner, CairnView, DenseGroupBy, FastDecimalArithmetic,
+    FilterConditions, JoinFiltersOnRows, RemoteWrites, analyzer_rules, optimizer_rules, scan_plan,
 };
 use crate::store::lifecycle::VacuumReport;
 use crate::store::manifest::Lineage;
@@ -198,6 +198,7 @@ impl CairnContextBuilder {
             .with_physical_optimizer_rule(Arc::new(JoinFiltersOnRows))
             .with_physical_optimizer_rule(Arc::new(FilterConditions))
             .with_physical_optimizer_rule(Arc::new(FastDecimalArithmetic))
+            .with_physical_optimizer_rule(Arc::new(DenseGroupBy))
             .build();
         let state = match &scheduler {
             Some(address) => state.upgrade_for_ballista(address.clone())?,

@@ -9,6 +9,7 @@
 mod checkpoint;
 mod codec;
 mod decimal_arithmetic;
+mod dense_aggregate;
 mod distributed;
 mod held;
 mod join_filter;
@@ -27,6 +28,7 @@ pub use checkpoint::{CheckpointExec, PlanObserver, PlanObservers, PlanWatch};
 pub use codec::CairnPhysicalCodec;
 pub(crate) use codec::{checked, store_for};
 pub use decimal_arithmetic::DecimalArithmeticExpr;
+pub use dense_aggregate::DenseAggregateExec;
 pub use distributed::{
     PartitionWriteExec, check_columns, commit_reported, report_schema, reported_files,
 };
