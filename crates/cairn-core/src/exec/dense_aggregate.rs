@@ -30,7 +30,7 @@ use datafusion::arrow::datatypes::{
     ArrowNumericType, DataType, Int8Type, Int16Type, Int32Type, Int64Type, SchemaRef, UInt8Type,
     UInt16Type, UInt32Type,
 };
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::tree_node::{Transformed, TreeNodeRecursion};
 use datafusion::common::{Statistics, internal_err};
 use datafusion::error::Result;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
@@ -111,6 +111,19 @@ impl DenseAggregateExec {
         })
     }
 
+    /// `plan` run with dense group ids if it is an `AggregateExec` (itself,
+    /// not a wrapper delegating to one) of a shape that allows it; else
+    /// `plan` as it is.
+    pub fn wrap(plan: Arc<dyn ExecutionPlan>) -> Transformed<Arc<dyn ExecutionPlan>> {
+        let dense = (plan.as_ref() as &dyn Any)
+            .downcast_ref::<AggregateExec>()
+            .and_then(|a| Self::try_new(&Arc::new(a.clone())));
+        match dense {
+            Some(dense) => Transformed::yes(Arc::new(dense)),
+            None => Transformed::no(plan),
+        }
+    }
+
     /// The aggregation it runs.
     pub fn aggregate(&self) -> &Arc<AggregateExec> {
         &self.aggregate
@@ -152,15 +165,7 @@ impl ExecutionPlan for DenseAggregateExec {
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let replanned = Arc::clone(&self.aggregate).replace_children(children, recompute())?;
-        let Some(aggregate) = (replanned.as_ref() as &dyn Any).downcast_ref::<AggregateExec>()
-        else {
-            return internal_err!("an AggregateExec with new children is an AggregateExec");
-        };
-        let aggregate = Arc::new(aggregate.clone());
-        Ok(match Self::try_new(&aggregate) {
-            Some(dense) => Arc::new(dense),
-            None => aggregate,
-        })
+        Ok(Self::wrap(replanned).data)
     }
 
     fn execute(
@@ -658,7 +663,7 @@ where
 #[cfg(test)]
 mod tests {
     use datafusion::arrow::array::{Int32Array, Int64Array};
-    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::common::tree_node::TreeNode;
     use datafusion::execution::memory_pool::FairSpillPool;
     use datafusion::execution::runtime_env::RuntimeEnvBuilder;
     use datafusion::physical_plan::collect;

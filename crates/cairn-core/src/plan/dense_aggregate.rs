@@ -1,15 +1,13 @@
 //! Aggregations grouped by one integer column run with group ids from an
 //! array indexed by value (see [`DenseAggregateExec`]).
 
-use std::any::Any;
 use std::sync::Arc;
 
 use datafusion::common::Result;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::TreeNode;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::aggregates::AggregateExec;
 
 use crate::config::CairnOptions;
 use crate::exec::DenseAggregateExec;
@@ -31,17 +29,8 @@ impl PhysicalOptimizerRule for DenseGroupBy {
         if !on {
             return Ok(plan);
         }
-        plan.transform_up(|node| {
-            // The node itself, not a wrapper delegating to an aggregate.
-            let dense = (node.as_ref() as &dyn Any)
-                .downcast_ref::<AggregateExec>()
-                .and_then(|a| DenseAggregateExec::try_new(&Arc::new(a.clone())));
-            Ok(match dense {
-                Some(dense) => Transformed::yes(Arc::new(dense) as Arc<dyn ExecutionPlan>),
-                None => Transformed::no(node),
-            })
-        })
-        .map(|t| t.data)
+        plan.transform_up(|node| Ok(DenseAggregateExec::wrap(node)))
+            .map(|t| t.data)
     }
 
     fn name(&self) -> &str {
