@@ -332,3 +332,52 @@ async fn a_background_commit_that_fails_fails_the_next_statement_and_leaves_noth
     assert_eq!(scalar(ctx.sql("SELECT 40 + 2").await.unwrap()).await, "42");
     ctx.wait_for_background().await.unwrap();
 }
+
+/// Cairn's own statements (`SET`, `DROP CHECKPOINT`, ...) plan no query of
+/// their own, yet a failed background commit fails the next of them too,
+/// once.
+#[tokio::test]
+async fn a_failed_background_commit_fails_the_next_cairn_statement() {
+    let roomy = Arc::new(SmallDisk::new(64 * 1024 * 1024));
+    ctx_on(&roomy)
+        .sql(SMALL)
+        .await
+        .unwrap()
+        .checkpoint()
+        .await
+        .unwrap();
+    let disk = Arc::new(SmallDisk::new(roomy.data_bytes() + 100));
+    let session = cairn::Session::new(ctx_on(&disk)).unwrap();
+    session
+        .sql(&format!(
+            "SET cairn.checkpoint_commit = 'async'; CHECKPOINT TABLE t AS {SMALL}"
+        ))
+        .await
+        .unwrap();
+    let mut failure = None;
+    for _ in 0..500 {
+        match session.sql("SET cairn.checkpoint_commit = 'async'").await {
+            Err(e) => {
+                failure = Some(e.to_string());
+                break;
+            }
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+        }
+    }
+    let err = failure.expect("the failed commit failed no statement");
+    assert!(err.contains("was not committed"), "{err}");
+    assert!(err.contains("no space left on device"), "{err}");
+    // Reported once: the next statement runs.
+    session
+        .sql("SET cairn.checkpoint_commit = 'sync'")
+        .await
+        .unwrap();
+    assert_eq!(
+        session
+            .context()
+            .options()
+            .get("checkpoint_commit")
+            .unwrap(),
+        "sync"
+    );
+}

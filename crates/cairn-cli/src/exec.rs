@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use cairn_core::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use cairn_core::arrow::datatypes::SchemaRef;
 use cairn_core::{PlanObserver, PlanWatch};
-use cairn_sql::{Listing, ParsedStatement, Session, checkpoint_listing, human_bytes};
+use cairn_sql::{Executed, Listing, ParsedStatement, Session, checkpoint_listing, human_bytes};
 use datafusion::catalog::SchemaProvider;
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use futures::StreamExt;
@@ -450,7 +450,15 @@ async fn run_collecting(
     statement: &ParsedStatement,
     running: Running,
 ) -> cairn_core::Result<(SchemaRef, Vec<RecordBatch>)> {
-    let df = session.execute(statement).await?;
+    let df = match session.execute_statement(statement).await? {
+        Executed::Rows(batch) => {
+            running
+                .rows_out
+                .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+            return Ok((batch.schema(), vec![batch]));
+        }
+        Executed::Query(df) => df,
+    };
     let task_ctx = Arc::new(df.task_ctx());
     let plan: Arc<dyn ExecutionPlan> = df.create_physical_plan().await?;
     running.plans.running(&plan);

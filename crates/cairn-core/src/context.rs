@@ -600,6 +600,16 @@ impl CairnContext {
         self.schema.removals_done().await
     }
 
+    /// The first commit run in the background that failed and was not yet
+    /// reported, as an error (reported once): a statement that does not
+    /// plan a query (the planner checks) checks this before it runs.
+    pub fn check_background_commits(&self) -> Result<()> {
+        match self.stores.commit_failure() {
+            Some(failed) => Err(failed),
+            None => Ok(()),
+        }
+    }
+
     /// Every named checkpoint: those bound in the checkpoint dir and the
     /// local and lazy ones of this session, by name; then the reliable
     /// checkpoints Cairn placed itself in this session (`auto`, no name).

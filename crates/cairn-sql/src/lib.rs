@@ -31,4 +31,4 @@ pub use dialect::{CHECKPOINT_RELATION, CairnDialect};
 pub use listing::{Listing, checkpoint_listing, human_age, human_bytes};
 pub use parser::{ParsedStatement, Statement, parse_script};
 pub use relation::CheckpointRelationPlanner;
-pub use session::{Session, StatementOutput};
+pub use session::{Executed, Session, StatementOutput};

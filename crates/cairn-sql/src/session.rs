@@ -35,6 +35,16 @@ impl StatementOutput {
     }
 }
 
+/// What a statement gave: the rows of one of Cairn's own statements, which
+/// has taken effect, or a query to collect or stream.
+#[derive(Debug)]
+pub enum Executed {
+    /// The statement's rows (a summary, a listing; no columns for `SET`).
+    Rows(RecordBatch),
+    /// A query (or DataFusion's statement), planned but not yet run.
+    Query(DataFrame),
+}
+
 /// How many links of a chain `EXPLAIN LINEAGE` shows.
 const LINEAGE_DEPTH: usize = 20;
 
@@ -58,9 +68,11 @@ impl Session {
 
     /// The dialect set in `datafusion.sql_parser.dialect`, with Cairn's extension.
     fn dialect(&self) -> Result<CairnDialect> {
+        // Read in place: a copy of the session state costs more than parsing.
         let name = self
             .ctx
-            .state()
+            .state_ref()
+            .read()
             .config_options()
             .sql_parser
             .dialect
@@ -114,12 +126,15 @@ impl Session {
     }
 
     async fn run_once(&self, statement: &ParsedStatement) -> Result<StatementOutput> {
-        let df = self.execute(statement).await?;
-        let task_ctx = Arc::new(df.task_ctx());
-        // The physical plan's schema: the logical one is not yet type-coerced.
-        let plan = df.create_physical_plan().await?;
-        let schema = plan.schema();
-        let batches = collect(plan, task_ctx).await?;
+        let (schema, batches) = match self.execute_statement(statement).await? {
+            Executed::Rows(batch) => (batch.schema(), vec![batch]),
+            Executed::Query(df) => {
+                let task_ctx = Arc::new(df.task_ctx());
+                // The physical plan's schema: the logical one is not yet type-coerced.
+                let plan = df.create_physical_plan().await?;
+                (plan.schema(), collect(plan, task_ctx).await?)
+            }
+        };
         // The output keeps the statement's text, but not a secret it set.
         let text = match &statement.statement {
             Statement::SetOption { key, .. } if CairnOptions::is_secret(key) => {
@@ -138,10 +153,25 @@ impl Session {
     /// settings) take effect now; a query returns a DataFrame to collect or
     /// stream. A failed statement changes nothing.
     pub async fn execute(&self, statement: &ParsedStatement) -> Result<DataFrame> {
-        match &statement.statement {
+        match self.execute_statement(statement).await? {
+            Executed::Rows(batch) => Ok(self.ctx.read_batch(batch)?),
+            Executed::Query(df) => Ok(df),
+        }
+    }
+
+    /// [`execute`](Self::execute), with the rows of Cairn's own statements
+    /// as they are: planning a scan of a one-row summary would cost as
+    /// much as planning a query, once per statement of a loop.
+    pub async fn execute_statement(&self, statement: &ParsedStatement) -> Result<Executed> {
+        // A failed background commit fails the next statement before it
+        // takes effect (a query's planning checks it too).
+        if !matches!(statement.statement, Statement::DataFusion(_)) {
+            self.ctx.check_background_commits()?;
+        }
+        let rows = match &statement.statement {
             Statement::DataFusion(stmt) => {
                 let plan = self.ctx.statement_to_plan(stmt.as_ref().clone()).await?;
-                self.ctx.execute_logical_plan(plan).await
+                return Ok(Executed::Query(self.ctx.execute_logical_plan(plan).await?));
             }
             Statement::CheckpointTable {
                 name,
@@ -165,49 +195,53 @@ impl Session {
                     .ctx
                     .checkpoint_table(name, input, kind, when, *replace)
                     .await?;
-                self.rows(checkpoint_summary(&[info]))
+                checkpoint_summary(&[info])
             }
             Statement::ShowCheckpoints => {
                 let infos = self.ctx.checkpoints().await?;
-                self.rows(checkpoint_listing(&infos, Listing::Sql))
+                checkpoint_listing(&infos, Listing::Sql)
             }
             Statement::Refresh { name } => {
                 let info = self.ctx.refresh_checkpoint(name).await?;
-                self.rows(checkpoint_summary(&[info]))
+                checkpoint_summary(&[info])
             }
             Statement::ExplainLineage { name, dot } => {
                 let (links, left_out) = self.ctx.checkpoint_chain(name, LINEAGE_DEPTH).await?;
                 if *dot {
-                    return self.rows(batch(vec![(
+                    batch(vec![(
                         "dot",
                         text(vec![Some(crate::lineage::dot(name, &links, left_out))]),
-                    )]));
+                    )])
+                } else {
+                    crate::lineage::rows(&links, left_out)
                 }
-                self.rows(crate::lineage::rows(&links, left_out))
             }
             Statement::Drop { name, if_exists } => {
                 self.ctx.drop_checkpoint(name, *if_exists).await?;
-                self.rows(RecordBatch::new_empty(Arc::new(Schema::empty())))
+                RecordBatch::new_empty(Arc::new(Schema::empty()))
             }
             Statement::Vacuum => {
                 let report = self.ctx.vacuum_checkpoints().await?;
-                self.rows(batch(vec![
+                batch(vec![
                     ("removed_checkpoints", count(report.checkpoints.len())),
                     ("removed_orphans", count(report.orphans.len())),
                     ("removed_stray_files", count(report.strays.len())),
                     ("bytes", count(report.bytes as usize)),
-                ]))
+                ])
             }
             Statement::SetOption { key, value } => {
                 self.ctx.set_option(key, value).await?;
-                self.rows(RecordBatch::new_empty(Arc::new(Schema::empty())))
+                RecordBatch::new_empty(Arc::new(Schema::empty()))
             }
             Statement::ShowOption { key } => {
                 // Checked first, for an error that lists the settings.
                 self.ctx.options().get(key)?;
-                self.ctx.sql(&format!("SHOW cairn.{key}")).await
+                return Ok(Executed::Query(
+                    self.ctx.sql(&format!("SHOW cairn.{key}")).await?,
+                ));
             }
-        }
+        };
+        Ok(Executed::Rows(rows))
     }
 
     /// Plans a query of a Cairn statement.
@@ -217,10 +251,6 @@ impl Session {
         ));
         let plan = self.ctx.statement_to_plan(statement).await?;
         Ok(DataFrame::new(self.ctx.state(), plan))
-    }
-
-    fn rows(&self, batch: RecordBatch) -> Result<DataFrame> {
-        Ok(self.ctx.read_batch(batch)?)
     }
 }
 
