@@ -284,13 +284,10 @@ async fn a_full_disk_in_sql_leaves_named_checkpoints_as_they_were() {
     assert!(n.contains("| 100 |"), "{n}");
 }
 
-/// With `cairn.checkpoint_commit = 'async'` the statement returns once the
-/// files are written; a commit that then fails (here the disk fills up
-/// exactly at the manifest) fails a later statement of the session, once,
-/// with the usual advice, and leaves nothing half-committed.
-#[tokio::test]
-async fn a_background_commit_that_fails_fails_the_next_statement_and_leaves_nothing() {
-    // The same checkpoint on a roomy disk tells the size of its data files.
+/// A disk with room for the data files of a checkpoint of `SMALL`, not for
+/// the manifest after them (the same checkpoint on a roomy disk tells the
+/// size of its data files).
+async fn full_at_the_manifest() -> Arc<SmallDisk> {
     let roomy = Arc::new(SmallDisk::new(64 * 1024 * 1024));
     ctx_on(&roomy)
         .sql(SMALL)
@@ -301,9 +298,30 @@ async fn a_background_commit_that_fails_fails_the_next_statement_and_leaves_noth
         .unwrap();
     let data = roomy.data_bytes();
     assert!(data > 0);
+    Arc::new(SmallDisk::new(data + 100))
+}
 
-    // Room for the data files, not for the manifest after them.
-    let disk = Arc::new(SmallDisk::new(data + 100));
+/// Runs `statement` until it fails (a background commit failing meanwhile),
+/// for at most five seconds: its error.
+async fn first_failure<T, E: fmt::Display, F: Future<Output = Result<T, E>>>(
+    mut statement: impl FnMut() -> F,
+) -> String {
+    for _ in 0..500 {
+        match statement().await {
+            Err(e) => return e.to_string(),
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+        }
+    }
+    panic!("the failed commit failed no statement");
+}
+
+/// With `cairn.checkpoint_commit = 'async'` the statement returns once the
+/// files are written; a commit that then fails (here the disk fills up
+/// exactly at the manifest) fails a later statement of the session, once,
+/// with the usual advice, and leaves nothing half-committed.
+#[tokio::test]
+async fn a_background_commit_that_fails_fails_the_next_statement_and_leaves_nothing() {
+    let disk = full_at_the_manifest().await;
     let ctx = ctx_on(&disk);
     ctx.sql("SET cairn.checkpoint_commit = 'async'")
         .await
@@ -314,17 +332,8 @@ async fn a_background_commit_that_fails_fails_the_next_statement_and_leaves_noth
     assert_eq!(total, vec![vec!["499500".to_string()]]);
 
     // A later statement fails with the commit's error, once.
-    let mut failure = None;
-    for _ in 0..500 {
-        match ctx.sql("SELECT 40 + 2").await.unwrap().collect().await {
-            Err(e) => {
-                failure = Some(e.to_string());
-                break;
-            }
-            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
-        }
-    }
-    let err = failure.expect("the failed commit failed no statement");
+    let err =
+        first_failure(|| async { ctx.sql("SELECT 40 + 2").await.unwrap().collect().await }).await;
     assert!(err.contains("was not committed"), "{err}");
     assert!(err.contains("no space left on device"), "{err}");
     assert!(err.contains("memory://small-disk"), "{err}");
@@ -338,15 +347,7 @@ async fn a_background_commit_that_fails_fails_the_next_statement_and_leaves_noth
 /// once.
 #[tokio::test]
 async fn a_failed_background_commit_fails_the_next_cairn_statement() {
-    let roomy = Arc::new(SmallDisk::new(64 * 1024 * 1024));
-    ctx_on(&roomy)
-        .sql(SMALL)
-        .await
-        .unwrap()
-        .checkpoint()
-        .await
-        .unwrap();
-    let disk = Arc::new(SmallDisk::new(roomy.data_bytes() + 100));
+    let disk = full_at_the_manifest().await;
     let session = cairn::Session::new(ctx_on(&disk)).unwrap();
     session
         .sql(&format!(
@@ -354,17 +355,7 @@ async fn a_failed_background_commit_fails_the_next_cairn_statement() {
         ))
         .await
         .unwrap();
-    let mut failure = None;
-    for _ in 0..500 {
-        match session.sql("SET cairn.checkpoint_commit = 'async'").await {
-            Err(e) => {
-                failure = Some(e.to_string());
-                break;
-            }
-            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
-        }
-    }
-    let err = failure.expect("the failed commit failed no statement");
+    let err = first_failure(|| session.sql("SET cairn.checkpoint_commit = 'async'")).await;
     assert!(err.contains("was not committed"), "{err}");
     assert!(err.contains("no space left on device"), "{err}");
     // Reported once: the next statement runs.

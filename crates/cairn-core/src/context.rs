@@ -594,9 +594,7 @@ impl CairnContext {
     /// as in a crash (the `cairn` shell calls it when it exits).
     pub async fn wait_for_background(&self) -> Result<()> {
         self.stores.commits_done().await;
-        if let Some(failed) = self.stores.commit_failure() {
-            return Err(failed);
-        }
+        self.check_background_commits()?;
         self.schema.removals_done().await
     }
 
