@@ -251,6 +251,23 @@ async fn a_naive_loop_of_thirty_steps_stays_linear() {
     assert!(ctx.auto_checkpoints_placed() > 0);
 }
 
+/// The same loop with a checkpoint and an action after every step: nothing
+/// grows, so Cairn places nothing of its own (a step reads what the last
+/// action read, a checkpoint, which is no lineage to cut).
+#[tokio::test]
+async fn a_loop_checkpointed_by_hand_gets_no_automatic_checkpoint() {
+    let ctx = memory_ctx();
+    let (edges, labels) = line_graph(&ctx).await;
+    let edges = edges.checkpoint().await.unwrap();
+    let mut labels = labels.checkpoint().await.unwrap();
+    for _ in 0..10 {
+        labels = step(&edges, labels).checkpoint().await.unwrap();
+        assert_eq!(labels.clone().count().await.unwrap(), 200);
+    }
+    assert_eq!(scalar(label_sum(labels)).await, line_answer(10).to_string());
+    assert_eq!(ctx.auto_checkpoints_placed(), 0);
+}
+
 /// The same loop in SQL as a chain of views, then one query of the last.
 #[tokio::test]
 async fn a_chain_of_thirty_views_runs_as_thirty_steps() {

@@ -240,7 +240,13 @@ impl Rewriter<'_> {
         );
         let reads_a_cut = below.iter().any(|&i| matches!(fates[i], Fate::Cut(_)));
         let long = node.tree_size > self.options.auto_nodes;
-        self.auto.remember(node.digest);
+        // Only a result that is work to compute again is one to extend: a
+        // query of a checkpoint (a loop's `count()` after each step) would
+        // otherwise make the next step that reads it a "loop" and cut it
+        // in memory before its own checkpoint writes it.
+        if works {
+            self.auto.remember(node.digest);
+        }
         (eligible && (extends_earlier || reads_a_cut || long)).then_some(candidate)
     }
 }
