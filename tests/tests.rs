@@ -7,6 +7,7 @@
 //! - `chains`: links of a chain rebuilt from their lineage, down to the sources
 //! - `reuse`: computed once; lazily once; reused zero times; volatile never
 //! - `auto`: checkpoints Cairn places itself: shared sub-plans, naive loops
+//! - `reused_plans`: a loop's next step reuses its optimized plan, over the new checkpoints
 //! - `atomicity`: SIGKILL at random moments never leaves a partial checkpoint
 //! - `differential`: random queries agree with DuckDB and with themselves under CHECKPOINT
 //! - `dirs`: bad checkpoint dirs and inputs give clear errors and lose nothing
@@ -43,6 +44,7 @@ mod races;
 mod regressions;
 mod resume;
 mod reuse;
+mod reused_plans;
 mod roundtrip;
 mod s3;
 mod settings;

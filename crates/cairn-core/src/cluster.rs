@@ -32,8 +32,8 @@ use crate::config::{AutoCheckpoint, CairnOptions, ReuseOptions};
 use crate::error::{Error, Result};
 use crate::exec::{CairnPhysicalCodec, keeping_repartition_in_memory};
 use crate::plan::{
-    AutoCheckpoints, CairnLogicalCodec, CairnQueryPlanner, ClusterPlanner, RemoteWrites,
-    analyzer_rules, optimizer_rules,
+    AutoCheckpoints, CairnLogicalCodec, CairnQueryPlanner, ClusterPlanner, OptimizedPlans,
+    RemoteWrites, analyzer_rules, optimizer_rules,
 };
 use crate::store::s3::CairnObjectStores;
 use crate::store::{CheckpointStore, SessionStores};
@@ -78,9 +78,11 @@ pub fn physical_codec() -> Arc<dyn PhysicalExtensionCodec> {
 }
 
 /// What a cluster session places itself: no shared sub-plans and no
-/// automatic local checkpoints (both live in one process's memory).
+/// automatic local checkpoints (both live in one process's memory), and no
+/// reused optimized plans (Ballista plans each query where it runs).
 pub(crate) fn cluster_reuse(mut reuse: ReuseOptions) -> ReuseOptions {
     reuse.subplans = false;
+    reuse.plans = false;
     if reuse.auto == AutoCheckpoint::Local {
         reuse.auto = AutoCheckpoint::Off;
     }
@@ -158,12 +160,17 @@ pub fn server_state(config: SessionConfig) -> DfResult<SessionState> {
         .with_object_store_registry(Arc::new(CairnObjectStores::new(Arc::clone(&stores))))
         .build_arc()?;
     let config = config.with_option_extension(options).with_extension(stores);
+    let optimizer = with_ballista_optimizer_rules(&optimizer_rules());
     Ok(SessionStateBuilder::new()
         .with_default_features()
         .with_config(config)
         .with_runtime_env(runtime)
         .with_query_planner(Arc::new(CairnQueryPlanner::default()))
-        .with_analyzer_rules(analyzer_rules(Arc::new(AutoCheckpoints::default())))
-        .with_optimizer_rules(with_ballista_optimizer_rules(&optimizer_rules()))
+        .with_analyzer_rules(analyzer_rules(
+            Arc::new(AutoCheckpoints::default()),
+            Arc::new(OptimizedPlans::default()),
+            &optimizer,
+        ))
+        .with_optimizer_rules(optimizer)
         .build())
 }

@@ -229,6 +229,9 @@ pub struct ReuseOptions {
     /// A plan standing for more nodes than this (a sub-plan read twice
     /// counts twice) is cut before it runs.
     pub auto_nodes: u64,
+    /// A query over checkpoints only, planned again with other checkpoints
+    /// of the same shape (a loop's next step), reuses its optimized plan.
+    pub plans: bool,
 }
 
 impl Default for ReuseOptions {
@@ -237,6 +240,7 @@ impl Default for ReuseOptions {
             subplans: true,
             auto: AutoCheckpoint::default(),
             auto_nodes: 2000,
+            plans: true,
         }
     }
 }
@@ -381,6 +385,17 @@ const SETTINGS: &[Setting] = &[
         get: |o| on_off(o.reuse.subplans),
         set: |o, v| {
             o.reuse.subplans = parse_on_off(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        key: "reuse_plans",
+        doc: "'on': a query that reads only checkpoints reuses the optimized plan of an earlier query of the same shape (a loop's next step)",
+        default: "on",
+        secret: false,
+        get: |o| on_off(o.reuse.plans),
+        set: |o, v| {
+            o.reuse.plans = parse_on_off(v)?;
             Ok(())
         },
     },

@@ -32,7 +32,8 @@ use crate::exec::{
 };
 use crate::plan::{
     AutoCheckpoints, CairnQueryPlanner, CairnView, DenseGroupBy, FastDecimalArithmetic,
-    FilterConditions, JoinFiltersOnRows, RemoteWrites, analyzer_rules, optimizer_rules, scan_plan,
+    FilterConditions, JoinFiltersOnRows, OptimizedPlans, RemoteWrites, analyzer_rules,
+    optimizer_rules, scan_plan,
 };
 use crate::store::lifecycle::VacuumReport;
 use crate::store::manifest::Lineage;
@@ -93,6 +94,13 @@ impl CairnContextBuilder {
     /// (`cairn.reuse_subplans`; default: on).
     pub fn reuse_subplans(mut self, on: bool) -> Self {
         self.reuse.subplans = on;
+        self
+    }
+
+    /// Whether a query over checkpoints only reuses the optimized plan of an
+    /// earlier one of the same shape (`cairn.reuse_plans`; default: on).
+    pub fn reuse_plans(mut self, on: bool) -> Self {
+        self.reuse.plans = on;
         self
     }
 
@@ -166,6 +174,8 @@ impl CairnContextBuilder {
         let stores = Arc::new(SessionStores::new(store, self.s3));
         let observers = Arc::new(PlanObservers::default());
         let auto = Arc::new(AutoCheckpoints::default());
+        let plans = Arc::new(OptimizedPlans::default());
+        let optimizer = optimizer_rules();
         let mut config = self
             .config
             .unwrap_or_else(default_session_config)
@@ -193,8 +203,12 @@ impl CairnContextBuilder {
             .with_config(config)
             .with_runtime_env(keeping_repartition_in_memory(runtime.build_arc()?)?)
             .with_query_planner(Arc::new(CairnQueryPlanner::default()))
-            .with_analyzer_rules(analyzer_rules(Arc::clone(&auto)))
-            .with_optimizer_rules(optimizer_rules())
+            .with_analyzer_rules(analyzer_rules(
+                Arc::clone(&auto),
+                Arc::clone(&plans),
+                &optimizer,
+            ))
+            .with_optimizer_rules(optimizer)
             .with_physical_optimizer_rule(Arc::new(JoinFiltersOnRows))
             .with_physical_optimizer_rule(Arc::new(FilterConditions))
             .with_physical_optimizer_rule(Arc::new(FastDecimalArithmetic))
@@ -215,6 +229,7 @@ impl CairnContextBuilder {
             schema,
             observers,
             auto,
+            plans,
         })
     }
 }
@@ -237,6 +252,7 @@ pub struct CairnContext {
     schema: Arc<CheckpointSchema>,
     observers: Arc<PlanObservers>,
     auto: Arc<AutoCheckpoints>,
+    plans: Arc<OptimizedPlans>,
 }
 
 /// Puts the checkpoint-aware schema in place of the default one.
@@ -457,6 +473,12 @@ impl CairnContext {
         self.auto.placed()
     }
 
+    /// How many queries of this session ran the optimized plan of an
+    /// earlier query of the same shape (`cairn.reuse_plans`).
+    pub fn optimized_plans_reused(&self) -> u64 {
+        self.plans.reused()
+    }
+
     /// The DataFusion session underneath.
     pub fn session(&self) -> &SessionContext {
         &self.ctx
@@ -487,8 +509,8 @@ impl CairnContext {
         if self.on_cluster() && cluster::cluster_reuse(options.reuse) != options.reuse {
             return Err(Error::Unsupported(
                 "on a cluster a query runs in several processes, so Cairn shares no sub-plan \
-                 in one process's memory: cairn.reuse_subplans stays off and \
-                 cairn.auto_checkpoint is 'off' or 'reliable'"
+                 in one process's memory: cairn.reuse_subplans and cairn.reuse_plans stay \
+                 off and cairn.auto_checkpoint is 'off' or 'reliable'"
                     .into(),
             ));
         }

@@ -28,6 +28,7 @@ use super::materialize::{Planned, plan_checkpoint};
 use super::node::{CheckpointNode, cut_written};
 use super::planner::CairnQueryPlanner;
 use super::remote::RemoteWriter;
+use super::reuse_plans::take_optimized;
 use super::write_job::CheckpointWrite;
 use crate::error::Error;
 use crate::exec::{
@@ -186,6 +187,7 @@ impl QueryPlanner for ClusterPlanner {
         logical_plan: &LogicalPlan,
         session: &dyn Session,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        let logical_plan = &*take_optimized(logical_plan);
         if reads_only_memory(logical_plan)? {
             // Rows this process made (a statement's answer, read_batch):
             // read where they are, as Ballista reads information_schema.

@@ -1,6 +1,7 @@
 //! Planning checkpoints: the logical [`CheckpointNode`], its fingerprint
 //! and lineage, Cairn's optimizer rules, the checkpoints Cairn places
-//! itself ([`ReuseSubplans`]), and the extension planner that
+//! itself ([`ReuseSubplans`]), optimized plans reused by the next query of
+//! the same shape ([`ReuseOptimizedPlans`]), and the extension planner that
 //! turns each node into a scan of its committed checkpoint or a
 //! [`CheckpointExec`](crate::exec::CheckpointExec) that writes it.
 //!
@@ -23,6 +24,7 @@ mod optimizer;
 mod planner;
 mod remote;
 mod reuse;
+mod reuse_plans;
 mod scan;
 mod series;
 mod view;
@@ -47,6 +49,7 @@ pub use optimizer::{
 pub use planner::{CairnQueryPlanner, CheckpointPlanner};
 pub use remote::{RemoteWriter, RemoteWrites};
 pub use reuse::{AutoCheckpoints, NarrowSharedReads, ReuseSubplans, SharedPlans, SharedScan};
+pub use reuse_plans::{OptimizedPlan, OptimizedPlans, ReuseOptimizedPlans, take_optimized};
 pub use scan::scan_plan;
 pub use view::CairnView;
 pub use write_job::CheckpointWrite;

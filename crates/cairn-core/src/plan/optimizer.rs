@@ -44,6 +44,7 @@ use datafusion::optimizer::{Optimizer, OptimizerConfig, OptimizerRule};
 
 use super::node::CheckpointNode;
 use super::reuse::{AutoCheckpoints, NarrowSharedReads, ReuseSubplans};
+use super::reuse_plans::{OptimizedPlans, ReuseOptimizedPlans};
 use datafusion::optimizer::{Analyzer, AnalyzerRule};
 
 /// Composes a projection with the projection below it when the two share a
@@ -96,11 +97,25 @@ impl OptimizerRule for ComposeStackedProjections {
 }
 
 /// DataFusion's analyzer rules, after Cairn's [`ReuseSubplans`], which must
-/// see the plan before anything walks it as a tree.
-pub fn analyzer_rules(auto: Arc<AutoCheckpoints>) -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
-    let mut rules: Vec<Arc<dyn AnalyzerRule + Send + Sync>> =
-        vec![Arc::new(ReuseSubplans::new(auto))];
-    rules.extend(Analyzer::new().rules);
+/// see the plan before anything walks it as a tree, and
+/// [`ReuseOptimizedPlans`], which plans a query it has not seen with the
+/// rules after it and `optimizer_rules` (the session's), keeping plans in
+/// `plans`.
+pub fn analyzer_rules(
+    auto: Arc<AutoCheckpoints>,
+    plans: Arc<OptimizedPlans>,
+    optimizer_rules: &[Arc<dyn OptimizerRule + Send + Sync>],
+) -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
+    let datafusion = Analyzer::new().rules;
+    let mut rules: Vec<Arc<dyn AnalyzerRule + Send + Sync>> = vec![
+        Arc::new(ReuseSubplans::new(auto)),
+        Arc::new(ReuseOptimizedPlans::new(
+            datafusion.clone(),
+            optimizer_rules.to_vec(),
+            plans,
+        )),
+    ];
+    rules.extend(datafusion);
     rules
 }
 

@@ -24,6 +24,7 @@ use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, Phy
 use super::materialize::{Planned, plan_checkpoint};
 use super::node::CheckpointNode;
 use super::reuse::{SharedPlans, SharedScan};
+use super::reuse_plans::take_optimized;
 use super::write_job::CheckpointWrite;
 use crate::exec::{CheckpointExec, PartitionWriteExec, SharedPlansExec, SharedScanExec, store_for};
 use crate::store::SessionStores;
@@ -61,9 +62,10 @@ impl QueryPlanner for CairnQueryPlanner {
         if let Some(failed) = SessionStores::of(session.config()).and_then(|s| s.commit_failure()) {
             return Err(failed.into());
         }
+        let logical_plan = take_optimized(logical_plan);
         let plan = self
             .planner
-            .create_physical_plan(logical_plan, session)
+            .create_physical_plan(&logical_plan, session)
             .await?;
         shared_plans_first(plan)
     }
