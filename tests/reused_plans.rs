@@ -8,23 +8,26 @@ use cairn::{CheckpointKind, Materialize};
 
 use crate::common::{explain, memory_ctx, scalar};
 
-/// Ten loop steps from `start`: each joins the state to a fixed table,
+/// A reliable checkpoint of the query `sql`.
+async fn checkpointed(ctx: &CairnContext, sql: &str) -> DataFrame {
+    ctx.sql(sql).await.unwrap().checkpoint().await.unwrap()
+}
+
+/// Registers `t`, a checkpoint of `v` from 0 to 9.
+async fn register_t(ctx: &CairnContext) {
+    let t = checkpointed(ctx, "SELECT value AS v FROM range(0, 10)").await;
+    ctx.register_table("t", t.into_view()).unwrap();
+}
+
+/// Ten loop steps: each joins the state to a fixed table,
 /// aggregates and checkpoints; the sum of `x` after every step.
 async fn ten_steps(ctx: &CairnContext) -> Vec<i64> {
-    let fixed = ctx
-        .sql("SELECT value AS k, value % 7 AS bump FROM range(0, 50)")
-        .await
-        .unwrap()
-        .checkpoint()
-        .await
-        .unwrap();
-    let mut state = ctx
-        .sql("SELECT value AS k, value AS x FROM range(0, 50)")
-        .await
-        .unwrap()
-        .checkpoint()
-        .await
-        .unwrap();
+    let fixed = checkpointed(
+        ctx,
+        "SELECT value AS k, value % 7 AS bump FROM range(0, 50)",
+    )
+    .await;
+    let mut state = checkpointed(ctx, "SELECT value AS k, value AS x FROM range(0, 50)").await;
     let mut sums = Vec::new();
     for _ in 0..10 {
         let step = state
@@ -90,20 +93,8 @@ fn scan_name(df: &DataFrame) -> String {
 async fn explain_of_a_reused_plan_shows_the_checkpoint_it_reads() {
     let ctx = memory_ctx();
     let query = |df: DataFrame| df.filter(col("v").gt(lit(3))).unwrap();
-    let first = ctx
-        .sql("SELECT value AS v FROM range(0, 10)")
-        .await
-        .unwrap()
-        .checkpoint()
-        .await
-        .unwrap();
-    let second = ctx
-        .sql("SELECT value + 100 AS v FROM range(0, 10)")
-        .await
-        .unwrap()
-        .checkpoint()
-        .await
-        .unwrap();
+    let first = checkpointed(&ctx, "SELECT value AS v FROM range(0, 10)").await;
+    let second = checkpointed(&ctx, "SELECT value + 100 AS v FROM range(0, 10)").await;
     assert_eq!(query(first.clone()).collect().await.unwrap().len(), 1);
     let before = ctx.optimized_plans_reused();
     let plan = explain(query(second.clone())).await;
@@ -117,14 +108,7 @@ async fn explain_of_a_reused_plan_shows_the_checkpoint_it_reads() {
 #[tokio::test]
 async fn queries_that_may_answer_differently_each_run_are_planned_each_time() {
     let ctx = memory_ctx();
-    let t = ctx
-        .sql("SELECT value AS v FROM range(0, 10)")
-        .await
-        .unwrap()
-        .checkpoint()
-        .await
-        .unwrap();
-    ctx.register_table("t", t.into_view()).unwrap();
+    register_t(&ctx).await;
     for query in [
         "SELECT max(v) + extract(epoch FROM now()) AS x FROM t",
         "SELECT max(v + random()) AS x FROM t",
@@ -140,14 +124,7 @@ async fn queries_that_may_answer_differently_each_run_are_planned_each_time() {
 #[tokio::test]
 async fn a_changed_setting_plans_the_query_again() {
     let ctx = memory_ctx();
-    let t = ctx
-        .sql("SELECT value AS v FROM range(0, 10)")
-        .await
-        .unwrap()
-        .checkpoint()
-        .await
-        .unwrap();
-    ctx.register_table("t", t.into_view()).unwrap();
+    register_t(&ctx).await;
     // A DataFrame keeps the settings of its making: query anew each time.
     let sum_of_t = || async { scalar(ctx.sql("SELECT sum(v) FROM t").await.unwrap()).await };
     assert_eq!(sum_of_t().await, "45");

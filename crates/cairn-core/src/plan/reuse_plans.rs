@@ -32,8 +32,9 @@ use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, DFSchemaRef, Result, TableReference};
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::{
-    Distinct, EmptyRelation, Explain, Expr, Extension, LogicalPlan, TableScan, TableScanBuilder,
-    TableSource, UserDefinedLogicalNodeCore, Volatility, WindowFunctionDefinition,
+    Distinct, EmptyRelation, Explain, Expr, Extension, LogicalPlan, Signature, TableScan,
+    TableScanBuilder, TableSource, UserDefinedLogicalNodeCore, Volatility,
+    WindowFunctionDefinition,
 };
 use datafusion::optimizer::{Analyzer, AnalyzerRule, Optimizer, OptimizerContext, OptimizerRule};
 
@@ -354,30 +355,31 @@ fn note_expr(
             let _ = writeln!(extra, "{:?} {:?}", value.data_type(), metadata);
             true
         }
-        Expr::ScalarFunction(f) => {
-            let _ = writeln!(extra, "{:p}", Arc::as_ptr(&f.func));
-            functions.push(Arc::clone(&f.func) as _);
-            f.func.signature().volatility == Volatility::Immutable
-        }
-        Expr::AggregateFunction(f) => {
-            let _ = writeln!(extra, "{:p}", Arc::as_ptr(&f.func));
-            functions.push(Arc::clone(&f.func) as _);
-            f.func.signature().volatility == Volatility::Immutable
-        }
+        Expr::ScalarFunction(f) => note_function(&f.func, f.func.signature(), extra, functions),
+        Expr::AggregateFunction(f) => note_function(&f.func, f.func.signature(), extra, functions),
         Expr::WindowFunction(w) => match &w.fun {
             WindowFunctionDefinition::AggregateUDF(f) => {
-                let _ = writeln!(extra, "{:p}", Arc::as_ptr(f));
-                functions.push(Arc::clone(f) as _);
-                f.signature().volatility == Volatility::Immutable
+                note_function(f, f.signature(), extra, functions)
             }
             WindowFunctionDefinition::WindowUDF(f) => {
-                let _ = writeln!(extra, "{:p}", Arc::as_ptr(f));
-                functions.push(Arc::clone(f) as _);
-                f.signature().volatility == Volatility::Immutable
+                note_function(f, f.signature(), extra, functions)
             }
         },
         _ => true,
     }
+}
+
+/// Notes the function `f` by its address (kept alive in `functions`);
+/// false unless it is immutable.
+fn note_function<F: Any + Send + Sync>(
+    f: &Arc<F>,
+    signature: &Signature,
+    extra: &mut String,
+    functions: &mut Vec<Arc<dyn Any + Send + Sync>>,
+) -> bool {
+    let _ = writeln!(extra, "{:p}", Arc::as_ptr(f));
+    functions.push(Arc::clone(f) as _);
+    signature.volatility == Volatility::Immutable
 }
 
 /// `optimized` reading placeholders of its checkpoints' schemas; `None` if
@@ -464,17 +466,23 @@ fn bind(plan: LogicalPlan, then: &[KeptSlot], now: &[Slot]) -> Result<Option<Log
     Ok(Some(bound.data))
 }
 
+/// The new name of the qualifier `q`, if `renames` renames it.
+fn renamed(
+    renames: &[(&TableReference, &TableReference)],
+    q: &TableReference,
+) -> Option<TableReference> {
+    renames
+        .iter()
+        .find(|(from, _)| *from == q)
+        .map(|(_, to)| (*to).clone())
+}
+
 /// `e` with the qualifiers of its columns and aliases renamed.
 fn rename_qualifiers(
     e: Expr,
     renames: &[(&TableReference, &TableReference)],
 ) -> Result<Transformed<Expr>> {
-    let renamed = |q: &TableReference| {
-        renames
-            .iter()
-            .find(|(from, _)| *from == q)
-            .map(|(_, to)| (*to).clone())
-    };
+    let renamed = |q: &TableReference| renamed(renames, q);
     e.transform(|e| {
         Ok(match e {
             Expr::Column(mut c) => match c.relation.as_ref().and_then(renamed) {
@@ -503,12 +511,7 @@ fn rename_schema(
     let fields = schema
         .iter()
         .map(|(q, f)| {
-            let q = q.map(|q| {
-                renames
-                    .iter()
-                    .find(|(from, _)| *from == q)
-                    .map_or_else(|| q.clone(), |(_, to)| (*to).clone())
-            });
+            let q = q.map(|q| renamed(renames, q).unwrap_or_else(|| q.clone()));
             (q, Arc::clone(f))
         })
         .collect();
